@@ -1,0 +1,74 @@
+"""Take one snapshot: read every source (timed, never raising), then build it purely."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+from .snapshot import Snapshot, build
+from .sources.docker_api import DEFAULT_HOST, DockerError, read_docker
+from .sources.hostnet import host_addresses
+from .sources.iptables import read_family
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshOptions:
+    docker_host: str = DEFAULT_HOST
+    docker_timeout: float = 10.0
+    command_timeout: float = 10.0
+    host_root: str = "/"
+    reader: str = "save"  # save | iptc (legacy only)
+    self_test: bool = False
+    host_facts: bool = True
+    clients: tuple[tuple[str, str], ...] = ()  # (family, address) of the modelled client
+
+
+def take_snapshot(opts: RefreshOptions, clock=time.time) -> Snapshot:
+    started, t0 = clock(), time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *args):
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            timings[name] = time.perf_counter() - t
+
+    raw, docker_error = None, ""
+    try:
+        raw = timed("docker", read_docker, opts.docker_host, opts.docker_timeout, opts.host_root)
+    except DockerError as exc:
+        docker_error = str(exc)
+    reads = {
+        fam: timed(f"rules_{fam}", read_family, fam, opts.command_timeout, opts.reader == "iptc")
+        for fam in ("ipv4", "ipv6")
+    }
+    addrs = timed("host_addresses", host_addresses, opts.command_timeout)
+    host, host_error = None, ""
+    if opts.host_facts:
+        host, host_error = timed("hostfacts", _host_facts, opts, raw)
+    warnings = tuple(w for r in reads.values() for w in r.warnings)
+    t = time.perf_counter()
+    snap = build(
+        started,
+        raw,
+        docker_error,
+        {f: r.rules for f, r in reads.items()},
+        addrs,
+        host,
+        host_error,
+        warnings,
+        dict(opts.clients) or None,
+    )
+    timings["analyse"] = time.perf_counter() - t
+    return replace(snap, duration_seconds=time.perf_counter() - t0, timings=timings)
+
+
+def _host_facts(opts: RefreshOptions, raw):
+    try:
+        from .sources.hostfacts import read_host_facts
+    except ImportError as exc:
+        return None, f"host facts unavailable: {exc}"
+    pid = raw.hints.pid if raw is not None else None
+    facts = read_host_facts(host_root=opts.host_root, dockerd_pid=pid, self_test=opts.self_test)
+    return facts, ""

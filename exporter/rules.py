@@ -1,0 +1,97 @@
+"""The rule model: what `iptables-save` says, as frozen data.
+
+A `Rule` keeps its matches as `Cond`itions (option, values, negated) in the order written, and its
+target with the target's options. The same model serves parsed kernel rules and the expected rules
+generated from Docker's layouts, so comparing the two is comparing normalised keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FAMILIES = ("ipv4", "ipv6")
+TABLES = ("raw", "mangle", "nat", "filter", "security")
+BUILTIN_CHAINS = {
+    "raw": ("PREROUTING", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "security": ("INPUT", "FORWARD", "OUTPUT"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Cond:
+    """One match condition, e.g. `! -i docker0` → Cond("-i", ("docker0",), True, "")."""
+
+    option: str
+    values: tuple[str, ...]
+    negated: bool = False
+    module: str = ""  # the `-m` module that owns the option ("" for the core options)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    family: str
+    table: str
+    chain: str
+    position: int  # 1-based, as `iptables -L --line-numbers` and `-D CHAIN N` count
+    conds: tuple[Cond, ...]
+    target: str  # "" for a rule without -j/-g
+    target_opts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    goto: bool = False
+    text: str = field(default="", compare=False)  # the rule as the kernel listed it
+    backend: str = field(default="", compare=False)
+
+    def opt(self, name: str) -> Cond | None:
+        for c in self.conds:
+            if c.option == name:
+                return c
+        return None
+
+    def target_opt(self, name: str) -> str | None:
+        for key, values in self.target_opts:
+            if key == name:
+                return " ".join(values)
+        return None
+
+    @property
+    def ref(self) -> str:
+        """A human handle: `nat/DOCKER #3` (what `iptables -t nat -D DOCKER 3` would delete)."""
+        return f"{self.table}/{self.chain} #{self.position}"
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    name: str
+    policy: str | None  # ACCEPT/DROP for built-in chains, None for user chains
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    chains: dict[str, Chain]
+
+    def chain(self, name: str) -> Chain | None:
+        return self.chains.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """Everything one backend holds for one family, as parsed from one `*-save` run."""
+
+    family: str
+    backend: str  # "nf_tables" or "legacy"
+    tables: dict[str, Table]
+    errors: tuple[str, ...] = ()  # lines the parser could not read, and why
+
+    def table(self, name: str) -> Table | None:
+        return self.tables.get(name)
+
+    def rule_count(self) -> int:
+        return sum(len(c.rules) for t in self.tables.values() for c in t.chains.values())
+
+    def has_chain(self, table: str, chain: str) -> bool:
+        t = self.tables.get(table)
+        return t is not None and chain in t.chains

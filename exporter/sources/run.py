@@ -1,0 +1,55 @@
+"""Run a read-only command with a timeout, stdout and stderr kept apart, errors as messages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+SBIN = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    ok: bool
+    stdout: str
+    stderr: str
+    error: str  # a one-line message when not ok
+
+
+def which(name: str) -> str | None:
+    path = os.environ.get("PATH", "")
+    return shutil.which(name, path=f"{path}:{SBIN}" if path else SBIN)
+
+
+def run(argv: list[str], timeout: float, env: dict | None = None) -> Result:
+    exe = which(argv[0])
+    if exe is None:
+        return Result(False, "", "", f"{argv[0]} not found (install iptables / put it on PATH)")
+    try:
+        p = subprocess.run(
+            [exe, *argv[1:]],
+            capture_output=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return Result(False, "", "", f"{argv[0]} did not finish within {timeout:g}s")
+    except OSError as exc:
+        return Result(False, "", "", f"{argv[0]}: {exc.strerror or exc}")
+    out = p.stdout.decode("utf-8", "replace")
+    err = p.stderr.decode("utf-8", "replace")
+    if p.returncode != 0:
+        detail = err.strip().splitlines()[-1] if err.strip() else f"exit status {p.returncode}"
+        return Result(False, out, err, f"{argv[0]}: {_explain(detail)}")
+    return Result(True, out, err, "")
+
+
+def _explain(detail: str) -> str:
+    low = detail.lower()
+    if "permission denied" in low or "operation not permitted" in low:
+        return f"{detail} (needs CAP_NET_ADMIN, and CAP_NET_RAW for the legacy backend)"
+    return detail

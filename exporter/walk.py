@@ -1,0 +1,209 @@
+"""Walk a packet through one hook (raw/nat/filter built-in chain) of every backend's table.
+
+Chains are indexed by exact destination address and by (protocol, destination port), so a
+lookup visits the few rules that can concern the packet instead of scanning tens of thousands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .matching import LOCAL, MAYBE, NO, Env, Packet, rule_match
+from .normalize import norm_addr, norm_proto
+from .rules import Rule, Ruleset
+
+NONTERMINAL = {"", "LOG", "NFLOG", "ULOG", "CT", "NOTRACK", "CHECKSUM", "TRACE", "TCPMSS", "SET",
+               "CLASSIFY", "DSCP", "TOS", "TTL", "HL", "AUDIT", "CONNMARK", "CONNSECMARK",
+               "SECMARK", "IDLETIMER", "LED", "RATEEST", "TEE", "TCPOPTSTRIP"}  # fmt: skip
+NAT_DONE = {"SNAT", "MASQUERADE", "NETMAP"}
+MAX_DEPTH, MAX_BRANCHES = 64, 32
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: str  # ACCEPT DROP REJECT RETURN DNAT REDIRECT NAT UNKNOWN
+    rule: Rule | None = None
+    to: tuple[str, int | None] | None = None
+    why: str = ""
+
+    def same(self, other: Outcome) -> bool:
+        return self.verdict == other.verdict and self.to == other.to
+
+
+class IndexedChain:
+    __slots__ = ("by_dst", "by_port", "generic", "rules")
+
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.rules = rules
+        self.generic: list[int] = []
+        self.by_dst: dict[str, list[int]] = {}
+        self.by_port: dict[tuple[str, int], list[int]] = {}
+        for i, r in enumerate(rules):
+            key = _index_key(r)
+            if key is None:
+                self.generic.append(i)
+            elif isinstance(key, str):
+                self.by_dst.setdefault(key, []).append(i)
+            else:
+                self.by_port.setdefault(key, []).append(i)
+
+    def candidates(self, p: Packet) -> list[Rule]:
+        extra: list[int] = []
+        if p.dst == LOCAL:  # a symbolic address may be any of them
+            extra.extend(i for v in self.by_dst.values() for i in v)
+        else:
+            extra.extend(self.by_dst.get(p.dst, ()))
+        if p.dport is None:
+            extra.extend(i for k, v in self.by_port.items() if k[0] == p.proto for i in v)
+        else:
+            extra.extend(self.by_port.get((p.proto, p.dport), ()))
+        hits = sorted([*self.generic, *extra]) if extra else self.generic
+        return [self.rules[i] for i in hits]
+
+
+def _index_key(r: Rule):
+    proto = port = dst = None
+    for c in r.conds:
+        if c.negated:
+            continue
+        if c.option == "-p":
+            proto = norm_proto(c.values[0])
+        elif c.option == "-d":
+            a = norm_addr(c.values[0])
+            if a.endswith("/32") or a.endswith("/128"):
+                dst = a.rsplit("/", 1)[0]
+        elif c.option in ("--dport", "--destination-port") and c.values[0].isdigit():
+            port = int(c.values[0])
+    if dst is not None:
+        return dst
+    return (proto, port) if proto and port is not None else None
+
+
+class IndexedRuleset:
+    """A Ruleset with lazily built chain indexes; one per backend and family per snapshot."""
+
+    def __init__(self, rs: Ruleset) -> None:
+        self.rs = rs
+        self._idx: dict[tuple[str, str], IndexedChain] = {}
+        self.unreadable = {e.table: str(e) for e in rs.errors if e.table and not e.chain}
+
+    def chain(self, table: str, name: str) -> IndexedChain | None:
+        key = (table, name)
+        idx = self._idx.get(key)
+        if idx is None:
+            t = self.rs.tables.get(table)
+            ch = t.chains.get(name) if t else None
+            if ch is None:
+                return None
+            idx = self._idx[key] = IndexedChain(ch.rules)
+        return idx
+
+
+class Walker:
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.branches = 0
+
+    def hook(self, rulesets: list[IndexedRuleset], table: str, chain: str, p: Packet) -> Outcome:
+        """Traverse `table`/`chain` in every backend. DROP/REJECT/UNKNOWN anywhere ends the walk;
+        the first DNAT wins, and two backends translating differently is UNKNOWN."""
+        result = Outcome("ACCEPT")
+        for irs in rulesets:
+            if table in irs.unreadable:
+                return Outcome("UNKNOWN", why=f"{irs.rs.backend} {table} table unreadable")
+            ch = irs.chain(table, chain)
+            if ch is None:
+                continue
+            o = self.run(irs, table, ch.candidates(p), 0, p, 0)
+            if o.verdict == "RETURN":
+                policy = irs.rs.tables[table].chains[chain].policy
+                why = f"{table}/{chain} policy {policy} ({irs.rs.backend})"
+                o = Outcome("DROP", why=why) if policy == "DROP" else Outcome("ACCEPT", why=why)
+            if o.verdict in ("DROP", "REJECT", "UNKNOWN"):
+                return o
+            if o.verdict in ("DNAT", "REDIRECT"):
+                if result.verdict in ("DNAT", "REDIRECT") and not result.same(o):
+                    why = f"{result.rule.ref} and {o.rule.ref} translate differently (2 backends)"
+                    return Outcome("UNKNOWN", o.rule, why=why)
+                result = o
+            elif result.verdict == "ACCEPT":
+                result = o
+        return result
+
+    def run(self, irs, table: str, rules: list[Rule], i: int, p: Packet, depth: int) -> Outcome:
+        while i < len(rules):
+            r = rules[i]
+            i += 1
+            m, why = rule_match(r, p, self.env)
+            if m == NO:
+                continue
+            res, p2 = self.apply(irs, table, r, p, depth)
+            if m == MAYBE:
+                if res is None and p2 == p:
+                    continue
+                self.branches += 1
+                if self.branches > MAX_BRANCHES:
+                    return Outcome("UNKNOWN", r, why="too many rules the exporter cannot decide")
+                taken = res if res is not None else self.run(irs, table, rules, i, p2, depth)
+                skipped = self.run(irs, table, rules, i, p, depth)
+                if taken.same(skipped):
+                    return taken
+                return Outcome("UNKNOWN", r, why=f"{r.ref} may or may not apply: {why}")
+            if res is not None:
+                return res
+            p = p2
+        return Outcome("RETURN")
+
+    def apply(self, irs, table: str, r: Rule, p: Packet, depth: int):
+        t = r.target
+        if t in NONTERMINAL:
+            return None, p
+        if t == "MARK":
+            return None, replace(p, mark=_set_mark(p.mark, r.target_opt("--set-xmark")))
+        if t in ("ACCEPT", "DROP", "REJECT", "RETURN"):
+            return Outcome(t, r), p
+        if t == "DNAT" and table == "nat":
+            to = _endpoint(r.target_opt("--to-destination") or "")
+            if to is None:
+                return Outcome("UNKNOWN", r, why=f"{r.ref}: DNAT destination not understood"), p
+            return Outcome("DNAT", r, to), p
+        if t == "REDIRECT" and table == "nat":
+            return Outcome("REDIRECT", r), p
+        if t in NAT_DONE and table == "nat":
+            return Outcome("NAT", r), p
+        sub = irs.chain(table, t)
+        if sub is None:
+            return Outcome("UNKNOWN", r, why=f"{r.ref}: target {t} not understood"), p
+        if depth >= MAX_DEPTH:
+            return Outcome("UNKNOWN", r, why="jump chain too deep (loop?)"), p
+        o = self.run(irs, table, sub.candidates(p), 0, p, depth + 1)
+        if o.verdict == "RETURN" and not r.goto:
+            return None, p
+        return o, p
+
+
+def _set_mark(mark: int | None, spec: str | None) -> int | None:
+    if mark is None or not spec:
+        return None
+    value, _, mask = spec.partition("/")
+    try:
+        v, m = int(value, 0), int(mask, 0) if mask else 0xFFFFFFFF
+    except ValueError:
+        return None
+    return (mark & ~m & 0xFFFFFFFF) ^ v
+
+
+def _endpoint(spec: str) -> tuple[str, int | None] | None:
+    """`172.17.0.2:80`, `172.17.0.2`, `[fd00::2]:80`, `fd00::2` → (address, port or None)."""
+    if not spec or "-" in spec:
+        return None  # ranges: more than one destination
+    if spec.startswith("["):
+        addr, _, rest = spec[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif spec.count(":") == 1:
+        addr, port = spec.split(":")
+    else:
+        addr, port = spec, ""
+    if port and not port.isdigit():
+        return None
+    return addr, int(port) if port else None

@@ -1,0 +1,1 @@
+"""HTTP server pieces: `--web.config.file` (TLS, basic auth, headers) and its aiohttp middleware."""
