@@ -166,6 +166,8 @@ class _StrictLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool | None):
+                continue  # unhashable: SafeLoader's own error says so
             if key in seen:
                 line = key_node.start_mark.line + 1
                 raise _Invalid(f"duplicate key {key!r} on line {line}")

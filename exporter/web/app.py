@@ -1,0 +1,146 @@
+"""The aiohttp application: /metrics, the status page, /-/healthy and /-/ready.
+
+Scrapes render the latest snapshot in a worker thread and cache the text per snapshot and
+format, so concurrent scrapers share one rendering and never wait for Docker or iptables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import html
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from .. import __version__
+from ..report import header_lines
+from .security import security_middleware
+from .webconfig import WebConfig
+
+HOLDER = web.AppKey("holder", object)
+
+
+class Renderer:
+    """Exposition text per (snapshot, format), built once in a thread."""
+
+    def __init__(self, registry: CollectorRegistry, holder) -> None:
+        self.registry, self.holder = registry, holder
+        self.cache: dict[str, tuple[object, bytes]] = {}  # content type → (snapshot, text)
+        self.lock = asyncio.Lock()
+
+    async def render(self, accept: str) -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept)
+        snap = self.holder.snapshot
+        cached = self.cache.get(content_type)
+        if cached is None or cached[0] is not snap:
+            async with self.lock:
+                cached = self.cache.get(content_type)
+                if cached is None or cached[0] is not snap:
+                    body = await asyncio.to_thread(encoder, self.registry)
+                    cached = self.cache[content_type] = (snap, body)
+        return cached[1], content_type
+
+
+def limit_middleware(max_requests: int):
+    sem = asyncio.Semaphore(max_requests) if max_requests > 0 else None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        if sem is None:
+            return await handler(request)
+        if sem.locked():
+            return web.Response(status=503, text="too many concurrent requests\n")
+        async with sem:
+            return await handler(request)
+
+    return middleware
+
+
+def make_app(
+    holder,
+    registry: CollectorRegistry,
+    web_config: WebConfig,
+    telemetry_path: str = "/metrics",
+    max_requests: int = 40,
+    cleanup: Callable | None = None,
+) -> web.Application:
+    app = web.Application(
+        middlewares=[limit_middleware(max_requests), security_middleware(web_config)],
+        client_max_size=4096,
+    )
+    app[HOLDER] = holder
+    renderer = Renderer(registry, holder)
+
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = await renderer.render(request.headers.get("Accept", ""))
+        headers = {"Content-Type": content_type}
+        if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 4096:
+            body = await asyncio.to_thread(gzip.compress, body, 1)
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
+
+    async def healthy(request: web.Request) -> web.Response:
+        return web.Response(text="OK\n")
+
+    async def ready(request: web.Request) -> web.Response:
+        if holder.snapshot is None:
+            return web.Response(status=503, text="no snapshot yet\n")
+        return web.Response(text="OK\n")
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(
+            text=status_page(holder.snapshot, telemetry_path), content_type="text/html"
+        )
+
+    app.router.add_get(telemetry_path, metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/", index)
+    if cleanup is not None:
+        app.cleanup_ctx.append(cleanup)
+    return app
+
+
+def status_page(s, telemetry_path: str) -> str:
+    e = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>docker-nat-exporter</title>",
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
+        ".bad{color:#b00}</style></head><body>",
+        f"<h1>docker-nat-exporter {e(__version__)}</h1>",
+        f"<p><a href='{e(telemetry_path)}'>Metrics</a> · <a href='/-/healthy'>healthy</a> · "
+        "<a href='/-/ready'>ready</a></p>",
+    ]
+    if s is None:
+        parts.append("<p>No snapshot yet: the first refresh is running.</p></body></html>")
+        return "".join(parts)
+    age = time.time() - s.taken_at
+    parts.append(f"<p>Snapshot taken {age:.1f} s ago in {s.duration_seconds:.3f} s.</p>")
+    parts.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in header_lines(s)) + "</ul>")
+    bad = [p for p in s.ports if p.verdict.state != "ok"]
+    parts.append(f"<h2>Ports not ok: {len(bad)} of {len(s.ports)}</h2>")
+    if bad:
+        parts.append("<table><tr><th>state</th><th>container</th><th>port</th><th>reason</th></tr>")
+        for p in bad:
+            b = p.binding
+            port = f"{b.host_ip_display}:{b.host_port}/{b.protocol}"
+            parts.append(
+                f"<tr class='bad'><td>{e(p.verdict.state)}</td><td>{e(b.container)}</td>"
+                f"<td>{e(port)}</td><td>{e(p.verdict.reason)}</td></tr>"
+            )
+        parts.append("</table>")
+    missing = [j for j in s.jumps if not j.present]
+    if missing:
+        parts.append("<h2>Missing jumps</h2><ul>")
+        parts += [f"<li>{e(j.expected.family)}: {e(j.expected.line)}</li>" for j in missing]
+        parts.append("</ul>")
+    if s.stale:
+        parts.append("<h2>Stale rules</h2><ul>")
+        parts += [f"<li>{e(r.family)} {e(r.ref)}: {e(r.text)}</li>" for r in s.stale]
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "".join(parts)
