@@ -58,7 +58,10 @@ def read_host_facts(
 
 def load_known_bad() -> tuple[hf.KnownBadEntry, ...]:
     """The packaged exporter/data/known_bad.toml, validated (raises HostFactsError)."""
-    text = importlib.resources.files("exporter").joinpath("data/known_bad.toml").read_text()
+    try:
+        text = importlib.resources.files("exporter").joinpath("data/known_bad.toml").read_text()
+    except OSError as exc:
+        raise HostFactsError(f"cannot read the packaged known_bad.toml: {exc}") from None
     return hf.parse_known_bad(text, "exporter/data/known_bad.toml")
 
 
@@ -68,6 +71,7 @@ def read_iptables_facts(
     timeout: float = 5.0,
     known_bad: tuple[hf.KnownBadEntry, ...] | None = None,
 ) -> IptablesFacts:
+    """The iptables part of read_host_facts; `known_bad=None` loads the packaged data file."""
     errors: list[str] = []
     entries = known_bad if known_bad is not None else _try(errors, load_known_bad) or ()
     version = _try(errors, lambda: _iptables_version(host_root, timeout))
@@ -108,9 +112,10 @@ def iptables_check_command_broken(
 
 
 def _try(errors: list[str], func):
+    """func(), or None with its error appended; OSError covers races on a live host root."""
     try:
         return func()
-    except HostFactsError as exc:
+    except (HostFactsError, OSError) as exc:
         errors.append(str(exc))
         return None
 
@@ -254,7 +259,9 @@ def _rpm_sqlite_packages(path: str) -> tuple[InstalledPackage, ...]:
             db.close()
     except sqlite3.Error as exc:
         raise HostFactsError(f"cannot read rpm database {path}: {exc}") from None
-    return tuple(hf.package_from_header(bytes(blob)) for blob in blobs)
+    if not all(isinstance(blob, bytes) for blob in blobs):
+        raise HostFactsError(f"rpm database {path}: Packages.blob holds something not a blob")
+    return tuple(hf.package_from_header(blob) for blob in blobs)
 
 
 def _rpm_tool_packages(path: str, root: str, timeout: float) -> tuple[InstalledPackage, ...]:
@@ -334,7 +341,9 @@ def _systemd_start(root: str, timeout: float) -> float:
         )
         argv = ["chroot", root] if present else None
     if argv is None:
-        raise HostFactsError("dockerd start time unknown: no pid, no docker.pid and no systemctl")
+        raise HostFactsError(
+            "dockerd start time unknown: no usable pid or docker.pid, and no systemctl"
+        )
     argv += ["systemctl", "show", "docker.service", "-p", "ActiveState"]
     argv += ["-p", "ActiveEnterTimestamp"]
     returncode, stdout, stderr = _run(argv, timeout)

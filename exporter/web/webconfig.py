@@ -50,8 +50,12 @@ CIPHER_SUITES = {
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
 }
 TLS13_SUITES = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
-CURVES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1"}
-CURVES["X25519"] = "X25519"
+CURVES = {
+    "CurveP256": "prime256v1",
+    "CurveP384": "secp384r1",
+    "CurveP521": "secp521r1",
+    "X25519": "X25519",
+}
 # The toolkit's fixed list of settable headers, with the allowed values where it has one.
 HEADERS: dict[str, tuple[str, ...]] = {
     "Strict-Transport-Security": (),
@@ -147,7 +151,7 @@ def parse_web_config(text: str, *, base_dir: str = ".", source: str = "<string>"
         if "rate_limit" in data:
             raise _Invalid("rate_limit is not supported here; put a rate-limiting proxy in front")
         _check_keys(data, "the top level", TOP_KEYS)
-        tls = _parse_tls(_mapping(data, "tls_server_config"), base_dir)
+        tls = _parse_tls(_mapping(data, "tls_server_config"), os.path.abspath(base_dir))
         headers, notes = _parse_http(_mapping(data, "http_server_config"))
         users = _parse_users(_mapping(data, "basic_auth_users"))
     except yaml.YAMLError as e:
@@ -285,7 +289,11 @@ def _parse_http(data: dict) -> tuple[tuple[tuple[str, str], ...], list[str]]:
             raise _Invalid(f"{where}.headers: header {name!r} cannot be configured")
         if value is None or value == "":
             continue  # "unset if blank", as in the toolkit
-        if not isinstance(value, str) or "\r" in value or "\n" in value:
+        if not isinstance(value, str):
+            raise _Invalid(
+                f"{where}.headers.{name} must be a string (quote it), got {_kind(value)}"
+            )
+        if "\r" in value or "\n" in value:
             raise _Invalid(f"{where}.headers.{name} must be a one-line string")
         if HEADERS[name] and value not in HEADERS[name]:
             allowed = " or ".join(HEADERS[name])
@@ -331,10 +339,15 @@ def _build_context(tls: TLSServerConfig) -> ssl.SSLContext:
     ctx.maximum_version = TLS_VERSIONS[tls.max_version]
     if not tls.prefer_server_cipher_suites:
         ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
-    if tls.cipher_suites:
-        ctx.set_ciphers(":".join(CIPHER_SUITES[name] for name in tls.cipher_suites))
-    if tls.curve_preferences:
-        ctx.set_ecdh_curve(CURVES[tls.curve_preferences[0]])
+    try:  # this OpenSSL build may lack a suite or curve (e.g. in FIPS mode)
+        if tls.cipher_suites:
+            ctx.set_ciphers(":".join(CIPHER_SUITES[name] for name in tls.cipher_suites))
+        if tls.curve_preferences:
+            ctx.set_ecdh_curve(CURVES[tls.curve_preferences[0]])
+    except (ssl.SSLError, ValueError) as e:
+        raise _Invalid(
+            f"tls_server_config: OpenSSL refuses the cipher suites or curve: {e}"
+        ) from None
     _load_cert_chain(ctx, tls)
     if tls.client_auth_type != "NoClientCert":
         ca = _pem(tls.client_ca_file, tls.client_ca, "client_ca_file", "client_ca")
