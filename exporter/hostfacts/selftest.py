@@ -37,7 +37,7 @@ def interpret_self_test(returncode: int, stdout: str, stderr: str) -> bool:
             hint = "; the self-test needs CAP_SYS_ADMIN (unshare --net) and CAP_NET_ADMIN"
         raise SelfTestError(f"self-test did not run (exit {returncode}): {detail}{hint}")
     code = verdicts[0].removeprefix("check-rc=")
-    if code == "1":
+    if code == "0":
         return True
     if code == "1":
         return False

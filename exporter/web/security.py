@@ -42,7 +42,7 @@ def security_middleware(
     allowed_sans = frozenset(_normalise(san) for san in sans)
     headers = dict(config.headers)
 
-    async def refusal(request: web.Request) -> web.Response | None:
+    async def refusal(request: web.Request) -> web.StreamResponse | None:
         if allowed_sans and not allowed_sans & peer_sans(request):
             response = web.Response(
                 status=403, text="403 Forbidden: client certificate not allowed"
@@ -56,7 +56,9 @@ def security_middleware(
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            response = await refusal(request) or await handler(request)
+            response = await refusal(request)
+            if response is None:
+                response = await handler(request)
         except web.HTTPException as exc:
             exc.headers.update(headers)
             raise

@@ -65,6 +65,7 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "Content-Security-Policy": (),
 }
 BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+MAX_FILE_BYTES = 1 << 20  # no config or PEM file is near this; /dev/zero would be endless
 MAX_BCRYPT_COST = 17  # the highest `htpasswd -B -C` accepts; cost 18 is ~20 s per check
 
 TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users")
@@ -128,9 +129,7 @@ def load_web_config(path: str | None) -> WebConfig:
     if path is None:
         return WebConfig()
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        text = raw.decode("utf-8")
+        text = _read_limited(path).decode("utf-8")
     except OSError as e:
         raise WebConfigError(f"web config {path}: cannot read file: {e.strerror}") from None
     except UnicodeDecodeError as e:
@@ -394,10 +393,17 @@ def _pem(path: str | None, inline: str | None, file_key: str, inline_key: str) -
     if path is None:
         return inline or ""
     try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", errors="replace")
+        return _read_limited(path).decode("utf-8", errors="replace")
     except OSError as e:
         raise _Invalid(f"tls_server_config.{file_key}: cannot read {path}: {e.strerror}") from None
+
+
+def _read_limited(path: str) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(0, f"larger than {MAX_FILE_BYTES} bytes")
+    return data
 
 
 def _write_private(directory: str, name: str, text: str) -> str:
