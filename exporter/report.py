@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import asdict
 
 from .snapshot import Snapshot, backends_mixed
 
@@ -55,7 +57,20 @@ def _host_lines(s: Snapshot) -> list[str]:
         lines.append(f"WARNING: known-bad iptables build: {ipt.known_bad.reason}")
     if ipt.check_command_broken:
         lines.append("WARNING: `iptables -C` ignores interface names on this host (1.8.11 bug)")
+    times = [
+        (label, value)
+        for label, value in (("host booted", h.boot_time_seconds),
+                             ("dockerd started", h.daemon_start_time_seconds))
+        if value is not None
+    ]  # fmt: skip
+    if times:
+        lines.append(", ".join(f"{label} {_when(value)}" for label, value in times))
+    lines += [f"note: {e}" for e in (*ipt.errors, *h.errors)]
     return lines
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
 def render_table(s: Snapshot) -> str:
@@ -113,6 +128,7 @@ def to_json(s: Snapshot) -> str:
         ],
         "backend_rules": [{"backend": b, "family": f, "rules": n} for b, f, n in s.backend_rules],
         "backends_mixed": backends_mixed(s),
+        "host": asdict(s.host) if s.host is not None else None,
         "warnings": list(s.warnings),
     }
     return json.dumps(doc, indent=2, default=str) + "\n"

@@ -573,6 +573,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
         missing: "cannot read file: No such file or directory",
         directory: "cannot read file: Is a directory",
         binary: "not UTF-8 text (byte 21)",
+        Path("/dev/zero"): "cannot read file: larger than 1048576 bytes",
     }
     for path, message in expected.items():
         with pytest.raises(WebConfigError) as error:
@@ -607,6 +608,9 @@ def test_bad_certificates_stop_loading(tmp_path: Path, pki: Pki) -> None:
         ),
         f"cert_file: {junk}\n  key_file: {key}": (
             f"tls_server_config: cert_file {junk} holds no PEM certificate"
+        ),
+        f"cert_file: /dev/zero\n  key_file: {key}": (
+            "tls_server_config.cert_file: cannot read /dev/zero: larger than 1048576 bytes"
         ),
         f"cert_file: {cert}\n  key_file: {junk}": (
             f"tls_server_config: key_file {junk} holds no PEM private key"
@@ -703,7 +707,7 @@ CONFIGS = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(CONFIGS | YAML_VALUES)
 def test_any_structure_gives_a_config_or_a_clear_error(value: object) -> None:
     try:
@@ -712,7 +716,7 @@ def test_any_structure_gives_a_config_or_a_clear_error(value: object) -> None:
         assert str(error).startswith("web config <string>: ")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.text(alphabet=":-[]{}'\"!&*#|>? \n\tabc_$2yTLS1", max_size=60))
 def test_any_text_gives_a_config_or_a_clear_error(text: str) -> None:
     try:

@@ -1,0 +1,1 @@
+"""Generator of the Grafana dashboards in this folder: `python -m dashboards.build`."""

@@ -1,0 +1,81 @@
+"""Selectors and pieces shared by both dashboards.
+
+Every selector carries the $job and $instance variables, so no job name is written into them.
+"""
+
+from __future__ import annotations
+
+from .grafana import STATE_COLORS, override, stat, steps, value_map
+from .layout import time_annotation
+
+SEL = 'job=~"$job", instance=~"$instance"'
+BROKEN = 'state=~"misrouted|dropped|unreachable"'
+PORT = ("container", "host_ip", "host_port", "protocol")
+HOST_LINK = [
+    {
+        "title": "Open the host view",
+        "url": "/d/docker-nat-host/docker-dnat-host?${datasource:queryparam}&${job:queryparam}"
+        "&var-instance=${__data.fields.instance}&${__url_time_range}",
+    }
+]
+ALERT_STEPS = steps(("green", None), ("red", 1))
+WARN_STEPS = steps(("green", None), ("yellow", 1))
+YES_NO_BAD = value_map({0: ("no", "green"), 1: ("YES", "red")})
+
+
+def m(metric: str, extra: str = "") -> str:
+    return f"{metric}{{{SEL}{', ' + extra if extra else ''}}}"
+
+
+def rows(expr: str) -> str:
+    """`expr` without its metric name, so Grafana's merge can join it with other queries' rows
+    on the labels alone (rows whose __name__ differs never merge)."""
+    return f"sum without () ({expr})"
+
+
+def eq(label: str, value: str) -> str:
+    return f'{label}="{value}"'
+
+
+def by_host(agg: str, metric: str, extra: str = "") -> str:
+    return f"{agg} by (job, instance) ({m(metric, extra)})"
+
+
+def annotations(host: bool) -> list[dict]:
+    marks = [
+        time_annotation(
+            "Docker daemon starts",
+            f"max by (instance) ({m('docker_nat_docker_daemon_start_time_seconds')})",
+            "orange",
+            "dockerd started",
+        ),
+        time_annotation(
+            "Host boots",
+            f"max by (instance) ({m('docker_nat_host_boot_time_seconds')})",
+            "blue",
+            "host booted",
+        ),
+    ]
+    if host:
+        marks.append(
+            time_annotation(
+                "firewalld reloads",
+                f"max by (instance) ({m('docker_nat_firewalld_reload_timestamp_seconds')})",
+                "purple",
+                "firewalld reloaded",
+            )
+        )
+    return marks
+
+
+def count_stat(title: str, state: str, description: str, colors) -> dict:
+    return stat(
+        title,
+        f"sum({m('docker_nat_port_state', state)}) or vector(0)",
+        description,
+        thresholds=colors,
+    )
+
+
+def state_overrides() -> list[dict]:
+    return [override(s, color={"mode": "fixed", "fixedColor": c}) for s, c in STATE_COLORS.items()]
