@@ -259,6 +259,13 @@ def _ident_pids(ident: str) -> set[int]:
         with contextlib.suppress(OSError):
             st = os.stat(f)
             ns_ids.add((st.st_dev, st.st_ino))
+    # Never treat the machine's own namespace (or ours) as a lab's: a daemon started in the
+    # root namespace records it under exec/netns/default, and killing "its" processes would
+    # kill everything on the machine.
+    for own in ("/proc/1/ns/net", "/proc/self/ns/net", f"/proc/{os.getppid()}/ns/net"):
+        with contextlib.suppress(OSError):
+            st = os.stat(own)
+            ns_ids.discard((st.st_dev, st.st_ino))
     pids = set()
     for cg in _cgroup_dirs(ident):
         for procs in cg.rglob("cgroup.procs"):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable
 
@@ -114,6 +116,9 @@ class NftMonitor:
 
     async def close(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
+            # not proc.kill(): its poll() may reap a child that just died under asyncio's
+            # child watcher, which then logs "Unknown child process pid ..." on stderr
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 await self.proc.wait()
