@@ -36,4 +36,7 @@ def setup(level: str, fmt: str) -> logging.Logger:
     log.handlers[:] = [handler]
     log.setLevel(LEVELS[level])
     log.propagate = False
+    root = logging.getLogger()  # asyncio, aiohttp, urllib3: same format, warnings and up
+    root.handlers[:] = [handler]
+    root.setLevel(max(LEVELS[level], logging.WARNING))
     return log

@@ -25,24 +25,28 @@ HOLDER = web.AppKey("holder", object)
 
 
 class Renderer:
-    """Exposition text per (snapshot, format), built once in a thread."""
+    """Exposition bytes per (snapshot, format, gzip), built once in a thread."""
 
     def __init__(self, registry: CollectorRegistry, holder) -> None:
         self.registry, self.holder = registry, holder
-        self.cache: dict[str, tuple[object, bytes]] = {}  # content type → (snapshot, text)
+        self.cache: dict[tuple[str, bool], tuple[object, bytes]] = {}
         self.lock = asyncio.Lock()
 
-    async def render(self, accept: str) -> tuple[bytes, str]:
+    async def render(self, accept: str, gzipped: bool) -> tuple[bytes, str]:
         encoder, content_type = choose_encoder(accept)
-        snap = self.holder.snapshot
-        cached = self.cache.get(content_type)
+        snap, key = self.holder.snapshot, (content_type, gzipped)
+        cached = self.cache.get(key)
         if cached is None or cached[0] is not snap:
             async with self.lock:
-                cached = self.cache.get(content_type)
+                cached = self.cache.get(key)
                 if cached is None or cached[0] is not snap:
-                    body = await asyncio.to_thread(encoder, self.registry)
-                    cached = self.cache[content_type] = (snap, body)
+                    body = await asyncio.to_thread(self._build, encoder, gzipped)
+                    cached = self.cache[key] = (snap, body)
         return cached[1], content_type
+
+    def _build(self, encoder, gzipped: bool) -> bytes:
+        body = encoder(self.registry)
+        return gzip.compress(body, 1) if gzipped else body
 
 
 def limit_middleware(max_requests: int):
@@ -76,10 +80,10 @@ def make_app(
     renderer = Renderer(registry, holder)
 
     async def metrics(request: web.Request) -> web.Response:
-        body, content_type = await renderer.render(request.headers.get("Accept", ""))
+        gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+        body, content_type = await renderer.render(request.headers.get("Accept", ""), gzipped)
         headers = {"Content-Type": content_type}
-        if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 4096:
-            body = await asyncio.to_thread(gzip.compress, body, 1)
+        if gzipped:
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
 
