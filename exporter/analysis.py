@@ -19,6 +19,9 @@ class FamilyRules:
     family: str
     rulesets: tuple[Ruleset, ...]  # every backend that holds tables for this family
     error: str = ""  # non-empty: the rules could not be read at all
+    # Why the native nftables tables are not in `rulesets` ("" when they are: sources.nft).
+    nft_error: str = "native nftables tables not read"
+    forwarding: bool | None = None  # net.ipv4.ip_forward / net.ipv6.conf.all.forwarding
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,10 @@ def analyse(
     indexed = {f: [IndexedRuleset(rs) for rs in fr.rulesets] for f, fr in rules.items()}
     present = {f: _Present(fr.rulesets) for f, fr in rules.items()}
     readable = {f for f, fr in rules.items() if not fr.error}
+    nft_unread = {}
+    if state.daemon.generation == "nftables":  # Docker's rules are all in native tables
+        nft_unread = {f: rules[f].nft_error for f in readable if rules[f].nft_error}
+        readable -= set(nft_unread)
     jumps, bridge_rules, ports = [], [], []
     for family in ("ipv4", "ipv6"):
         active = [b for b in state.bindings if b.family == family and b.design in _RULED]
@@ -104,7 +111,10 @@ def analyse(
         )
         rs = indexed.get(b.family) if fam_ok else None
         client = (clients or {}).get(b.family, REMOTE)
-        v = judge(b, state.daemon, rs, env, _probes(b, host_addrs, env), owners, client)
+        fwd = rules[b.family].forwarding if fam_ok else None
+        v = judge(b, state.daemon, rs, env, _probes(b, host_addrs, env), owners, client, fwd)
+        if b.family in nft_unread and b.design in _RULED:
+            v = Verdict("unknown", f"nftables firewall backend: {nft_unread[b.family]}")
         ports.append(PortReport(b, _with_missing(v, b, evidence, jumps + bridge_rules), evidence))
     stale = [s for f in readable for s in _stale(rules[f], state.bindings)]
     return Analysis(tuple(ports), tuple(jumps), tuple(bridge_rules), tuple(stale))
@@ -170,7 +180,10 @@ def _stale(fr: FamilyRules, bindings: tuple[Binding, ...]) -> list[StaleRule]:
             sig = _accept_sig(r)
             if r.target == "ACCEPT" and sig is not None and sig not in accept_live:
                 out.append(StaleRule(fr.family, rs.backend, "filter", "DOCKER", r.ref, r.text))
-    return out
+    from .nftexpected import stale as nft_stale  # Docker's nftables backend (late: import cycle)
+
+    found = nft_stale(fr.rulesets, fr.family, _dnat_sig, _accept_sig, dnat_live, accept_live)
+    return out + [StaleRule(fr.family, *s) for s in found]
 
 
 def _port_cond(r: Rule) -> tuple[str, int] | None:

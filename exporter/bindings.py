@@ -45,11 +45,10 @@ def decode_network(raw) -> Network:
     what = f"network {name or nid[:12]!r}"
     opts = {str(k): str(v) for k, v in _dict(raw, "Options", what).items()}
     driver = _str(raw, "Driver", what)
-    subnets = [
-        str(c.get("Subnet") or "")
-        for c in (_dict(raw, "IPAM", what).get("Config") or [])
-        if isinstance(c, dict)
-    ]
+    config = _dict(raw, "IPAM", what).get("Config") or []
+    if not isinstance(config, list):
+        raise DecodeError(f"{what}: field 'IPAM.Config' should be an array")
+    subnets = [str(c.get("Subnet") or "") for c in config if isinstance(c, dict)]
     return Network(
         id=nid,
         name=name,
@@ -114,7 +113,11 @@ def gateway_endpoint(endpoints: dict, networks: dict[str, Network]):
         net = networks.get(str(ep.get("NetworkID") or ""))
         internal = net.internal if net else False
         dual = bool(ep.get("IPAddress")) and bool(ep.get("GlobalIPv6Address"))
-        return (-int(ep.get("GwPriority") or 0), internal, not dual, name)
+        try:
+            prio = int(ep.get("GwPriority") or 0)
+        except (TypeError, ValueError):
+            raise DecodeError(f"endpoint {name!r}: field 'GwPriority' should be a number") from None
+        return (-prio, internal, not dual, name)
 
     if not endpoints:
         return None
@@ -155,8 +158,6 @@ def binding_design(daemon: Daemon, net: Network | None, family: str, host_ip: st
     """How Docker means to deliver a remote client's connection, and why when it is not DNAT."""
     if daemon.rootless:
         return DESIGN_BLIND, "rootless daemon: RootlessKit forwards ports, rules not visible"
-    if daemon.generation == "nftables":
-        return DESIGN_BLIND, "nftables firewall backend: not evaluated by this version"
     if net is None or net.driver != "bridge":
         driver = net.driver if net else "unknown"
         return DESIGN_BLIND, f"network driver {driver!r}: only bridge networks are evaluated"
@@ -171,7 +172,7 @@ def binding_design(daemon: Daemon, net: Network | None, family: str, host_ip: st
         return DESIGN_NONE, "gateway mode isolated: no external connectivity"
     enabled = daemon.ip6tables if family == "ipv6" else daemon.iptables
     if not enabled:
-        flag = "--ip6tables" if family == "ipv6" else "--iptables"
+        flag = "--ip6tables" if family == "ipv6" and daemon.iptables else "--iptables"
         return DESIGN_PROXY, f"{flag}=false: Docker writes no {family} rules"
     if not cip:
         other = "IPv4" if family == "ipv6" else "IPv6"

@@ -79,13 +79,16 @@ def _setting(name: str, hints: DaemonHints, default):
 def decode_daemon(info: dict, version: dict, hints: DaemonHints) -> Daemon:
     engine = str(version.get("Version") or info.get("ServerVersion") or "")
     fw = info.get("FirewallBackend") or {}
+    sec_opts = info.get("SecurityOptions") or []
+    if not isinstance(fw, dict) or not isinstance(sec_opts, list):
+        raise DecodeError("/info: FirewallBackend should be an object, SecurityOptions an array")
     fw_info = {str(k): str(v) for k, v in (_pairs(fw.get("Info")))}
     backend = str(fw.get("Driver") or "iptables")
     proxy, source = _userland_proxy(fw_info, hints)
     ip6_default = parse_version(engine) >= (27, 0, 0)
     iptables, _ = _setting("iptables", hints, True)
     ip6tables, _ = _setting("ip6tables", hints, ip6_default)
-    sec = " ".join(str(s) for s in info.get("SecurityOptions") or [])
+    sec = " ".join(str(s) for s in sec_opts)
     return Daemon(
         version=engine,
         api_version=str(version.get("ApiVersion") or ""),

@@ -27,10 +27,11 @@ class Expected:
     text: str  # as `iptables-save` would print it, less the normalisation
     key: tuple
     bridge: str = ""
+    display: str = ""  # how to show it when not an iptables rule (nftables backend)
 
     @property
     def line(self) -> str:
-        return f"-t {self.table} {self.text}"
+        return self.display or f"-t {self.table} {self.text}"
 
 
 def make(kind: str, family: str, table: str, text: str, bridge: str = "") -> Expected:
@@ -51,6 +52,10 @@ def _host(family: str, ip: str) -> str:
 def for_binding(b: Binding, daemon: Daemon, net: Network | None) -> tuple[Expected, ...]:
     """Per-port rules for one binding (empty when Docker writes none for it)."""
     gen, fam = daemon.generation, b.family
+    if gen == "nftables":
+        from .nftexpected import for_binding as nft_for_binding
+
+        return nft_for_binding(b, daemon, net)
     loop = b.design == DESIGN_NONE and b.loopback
     if net is None or not (b.design in (DESIGN_DNAT, DESIGN_ROUTED) or loop):
         return ()
@@ -83,6 +88,10 @@ def for_binding(b: Binding, daemon: Daemon, net: Network | None) -> tuple[Expect
 def for_bridge(net: Network, family: str, daemon: Daemon) -> tuple[Expected, ...]:
     """Per-bridge rules that every published port on this bridge depends on."""
     gen, br = daemon.generation, net.bridge
+    if gen == "nftables":
+        from .nftexpected import for_bridge as nft_for_bridge
+
+        return nft_for_bridge(net, family, daemon)
     proxy = daemon.userland_proxy is not False
     out: list[Expected] = []
 
@@ -102,7 +111,8 @@ def for_bridge(net: Network, family: str, daemon: Daemon) -> tuple[Expected, ...
             add("bridge_rule", "filter", f"-A DOCKER-FORWARD -i {br} ! -o {br} -j ACCEPT")
     if proxy and gen in ("g27", "g28.0", "g28"):
         add("bridge_rule", "nat", f"-A DOCKER -i {br} -j RETURN")
-    if net.masquerade:
+    mode = net.gateway_mode6 if family == "ipv6" else net.gateway_mode4
+    if net.masquerade and mode not in ("routed", "isolated"):  # those modes never NAT
         for sub in net.subnets6 if family == "ipv6" else net.subnets4:
             add("bridge_rule", "nat", f"-A POSTROUTING -s {sub} ! -o {br} -j MASQUERADE")
     return tuple(out)
@@ -114,6 +124,10 @@ _CT = "-m conntrack --ctstate RELATED,ESTABLISHED"
 def global_jumps(family: str, daemon: Daemon) -> tuple[Expected, ...]:
     """The jumps that lead packets into Docker's chains; without them every port is dead."""
     gen = daemon.generation
+    if gen == "nftables":
+        from .nftexpected import global_jumps as nft_global_jumps
+
+        return nft_global_jumps(family, daemon)
     lo = "::1/128" if family == "ipv6" else "127.0.0.0/8"
     not_lo = f"! -d {lo} " if daemon.userland_proxy is not False else ""
     texts = [

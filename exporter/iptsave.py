@@ -7,8 +7,11 @@ The parser is pure and total: any input gives a Ruleset; what it cannot read lan
 
 from __future__ import annotations
 
+import gc
+import re
 import shlex
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .rules import Chain, Cond, Rule, Ruleset, Table
 
@@ -59,6 +62,17 @@ class _Builder:
 
 def parse_save(text: str, family: str, backend: str) -> Ruleset:
     """Parse the text of one `*-save` run. `family` is ipv4/ipv6, `backend` nf_tables/legacy."""
+    # Tens of thousands of new objects, none in a cycle: the cyclic GC would only rescan them.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse(text, family, backend)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _parse(text: str, family: str, backend: str) -> Ruleset:
     b = _Builder(family, backend)
     for no, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -66,8 +80,10 @@ def parse_save(text: str, family: str, backend: str) -> Ruleset:
             continue
         if line[0] == "#":
             if INCOMPATIBLE in line:
-                b.table = _incompatible_table(line)
+                # The comment stands in for the whole table: no `*table`, no COMMIT follows.
+                outer, b.table = b.table, _incompatible_table(line)
                 b.error(no, line, "table is incompatible with this iptables (use nft)")
+                b.table = outer
             continue
         try:
             _line(b, no, line)
@@ -124,7 +140,11 @@ def _append(b: _Builder, no: int, line: str) -> None:
         if end < 0:
             raise ValueError("unterminated counters")
         line = line[end + 1 :].lstrip()
-    tokens = _tokens(line)
+    unsplit = ""
+    try:
+        tokens = _tokens(line)
+    except ValueError as exc:  # still a rule of its chain: keep the numbering true
+        tokens, unsplit = line.split(), str(exc)
     if len(tokens) < 2 or tokens[0] != "-A":
         raise ValueError("expected '-A CHAIN ...'")
     chain = tokens[1]
@@ -134,6 +154,8 @@ def _append(b: _Builder, no: int, line: str) -> None:
         rules = b.tables[b.table].setdefault(chain, [])
         b.policies[b.table].setdefault(chain, None)
     try:
+        if unsplit:
+            raise ValueError(unsplit)
         conds, target, topts, goto = parse_rule_tokens(tokens[2:])
     except ValueError as exc:
         b.error(no, line, str(exc), chain)
@@ -144,13 +166,25 @@ def _append(b: _Builder, no: int, line: str) -> None:
     )
 
 
+# What iptables-save prints: bare words, and "double-quoted" values escaping only \" and \\.
+_SIMPLE_QUOTING = re.compile(r'\s*(?:(?:"(?:[^"\\]|\\.)*"|[^\s"\'\\]+)(?:\s+|$))*')
+_WORD = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
+_ESCAPE = re.compile(r'\\([\\"])')
+
+
 def _tokens(line: str) -> list[str]:
     if '"' in line or "'" in line or "\\" in line:
+        if _SIMPLE_QUOTING.fullmatch(line):  # shlex is slow: kube-proxy quotes every comment
+            return [_ESCAPE.sub(r"\1", q) if w == "" else w for q, w in _WORD.findall(line)]
         try:
             return shlex.split(line)
         except ValueError as exc:
             raise ValueError(f"unbalanced quoting ({exc})") from None
     return line.split()
+
+
+_TARGETS = {"-j": False, "--jump": False, "-g": True, "--goto": True}  # → goto?
+_cond = lru_cache(maxsize=1 << 16)(Cond)  # rules repeat their conditions: share the objects
 
 
 def parse_rule_tokens(tokens: list[str]):
@@ -167,31 +201,37 @@ def parse_rule_tokens(tokens: list[str]):
                 raise ValueError("double negation")
             negate, i = True, i + 1
             continue
-        if tok in ("-j", "--jump", "-g", "--goto"):
+        if tok in _TARGETS:
             if negate:
                 raise ValueError("negated target")
             if i + 1 >= n:
                 raise ValueError(f"{tok} without a target")
-            goto = tok in ("-g", "--goto")
-            return tuple(conds), tokens[i + 1], _target_opts(tokens[i + 2 :]), goto
-        if tok in ("-m", "--match"):
+            return tuple(conds), tokens[i + 1], _target_opts(tokens[i + 2 :]), _TARGETS[tok]
+        if tok == "-m" or tok == "--match":
             if i + 1 >= n or negate:
                 raise ValueError("bad -m")
             module, i = tokens[i + 1], i + 2
             continue
-        if not tok.startswith("-") or tok == "-":
+        if tok[:1] != "-" or tok == "-":
             raise ValueError(f"unexpected value {tok!r}")
-        values, i = _values(tokens, i + 1)
-        if tok in CORE_OPTIONS:
+        j = i + 1
+        while j < n:  # the option's values run up to the next option (inlined _is_option)
+            t = tokens[j]
+            if t == "!" or (len(t) > 1 and t[0] == "-" and not t[1].isdigit()):
+                break
+            j += 1
+        values, i = tuple(tokens[i + 1 : j]), j
+        core = CORE_OPTIONS.get(tok)
+        if core is not None:
             if len(values) != 1:
                 raise ValueError(f"{tok} takes one value")
-            conds.append(Cond(CORE_OPTIONS[tok], values, negate, ""))
+            conds.append(_cond(core, values, negate, ""))
         elif tok in NO_VALUE_CORE:
-            conds.append(Cond("-f", (), negate, ""))
+            conds.append(_cond("-f", (), negate, ""))
         else:
             if not module:
                 raise ValueError(f"option {tok} outside a match module")
-            conds.append(Cond(tok, values, negate, module))
+            conds.append(_cond(tok, values, negate, module))
         negate = False
     if negate:
         raise ValueError("dangling '!'")

@@ -39,7 +39,11 @@ class Packet:
     dst_local: bool
     src_local: bool
     tcp_flags: frozenset[str]
-    mark: int | None = 0
+    mark: int | None = 0  # None: set by a rule earlier on the path (not modelled)
+    # The connection's original direction as conntrack records it (before DNAT); None: as now.
+    orig_dst: str | None = None
+    orig_dport: int | None = None
+    reply: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +169,19 @@ def _addrtype(c: Cond, p: Packet, env: Env) -> int:
 
 
 def _conntrack(c: Cond, p: Packet, env: Env) -> int:
-    if c.option in ("--ctstate", "--state") and c.values:
-        return YES if p.ctstate in c.values[0].upper().split(",") else NO
+    o, v = c.option, c.values[0] if c.values else ""
+    if o in ("--ctstate", "--state") and v:
+        return YES if p.ctstate in v.upper().split(",") else NO
+    if o == "--ctorigdst" and v:
+        return addr_match(p.orig_dst or (p.src if p.reply else p.dst), v)
+    if o == "--ctorigsrc" and v:
+        return addr_match(p.dst if p.reply else p.src, v)
+    if o == "--ctorigdstport" and v:
+        return port_in(p.orig_dport or (p.sport if p.reply else p.dport), v)
+    if o == "--ctorigsrcport" and v:
+        return port_in(p.dport if p.reply else p.sport, v)
+    if o == "--ctdir" and v:
+        return YES if (v.upper() == "REPLY") == p.reply else NO
     return MAYBE
 
 

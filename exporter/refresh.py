@@ -9,6 +9,7 @@ from .snapshot import Snapshot, build
 from .sources.docker_api import DEFAULT_HOST, DockerError, read_docker
 from .sources.hostnet import host_addresses
 from .sources.iptables import read_family
+from .sources.nft import read_native, with_native
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +44,22 @@ def take_snapshot(opts: RefreshOptions, clock=time.time) -> Snapshot:
         fam: timed(f"rules_{fam}", read_family, fam, opts.command_timeout, opts.reader == "iptc")
         for fam in ("ipv4", "ipv6")
     }
+    # Native nftables tables (Docker 29's nftables backend, any other firewall's): every family's
+    # rules include them; iptables-nft's own tables are left to iptables-nft-save.
+    nft_read = frozenset(f for f, r in reads.items() if "nf_tables" in r.texts)
+    native = timed("rules_nft", read_native, opts.command_timeout, nft_read)
     addrs = timed("host_addresses", host_addresses, opts.command_timeout)
     host, host_error = None, ""
     if opts.host_facts:
         host, host_error = timed("hostfacts", _host_facts, opts, raw)
     warnings = tuple(w for r in reads.values() for w in r.warnings)
+    warnings += tuple(w for w in (native.error, *native.warnings) if w)
     t = time.perf_counter()
     snap = build(
         started,
         raw,
         docker_error,
-        {f: r.rules for f, r in reads.items()},
+        {f: with_native(r.rules, native) for f, r in reads.items()},
         addrs,
         host,
         host_error,

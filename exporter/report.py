@@ -80,7 +80,8 @@ def render_table(s: Snapshot) -> str:
     rows = [("STATE", "CONTAINER", "NETWORK", "PUBLISHED", "TARGET", "REASON")]
     for p in s.ports:
         b = p.binding
-        target = f"{b.container_ip or '-'}:{b.container_port}"
+        cip = f"[{b.container_ip}]" if ":" in b.container_ip else b.container_ip or "-"
+        target = f"{cip}:{b.container_port}"
         published = f"{b.host_ip_display}:{b.host_port}/{b.protocol}"
         rows.append((p.verdict.state, b.container, b.network, published, target, p.verdict.reason))
     out.append("")

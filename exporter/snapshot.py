@@ -8,6 +8,7 @@ from typing import Any
 from .analysis import Analysis, Evidence, FamilyRules, PortReport, StaleRule, analyse
 from .docker_decode import DecodeError, decode_state
 from .docker_model import Container, Daemon, DockerState
+from .nftjson import is_native, native_rule_count
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +103,14 @@ def _backend_facts(rules: dict[str, FamilyRules]):
     counts, holders = [], []
     for family, fr in sorted(rules.items()):
         for rs in fr.rulesets:
+            if is_native(rs):
+                continue
             counts.append((rs.backend, family, rs.rule_count()))
             if rs.has_chain("nat", "DOCKER"):
                 holders.append((family, rs.backend))
+        native = native_rule_count(fr.rulesets)  # one "nftables" entry for all native tables
+        if native is not None:
+            counts.append(("nftables", family, native))
     return tuple(counts), tuple(holders)
 
 

@@ -53,6 +53,7 @@ def judge(
     probes: list[Probe],
     owners: dict[tuple[str, int], str],
     client: str = REMOTE,
+    forwarding: bool | None = True,
 ) -> Verdict:
     """The state of one binding. `rulesets` is None when the family's rules could not be read;
     `owners` maps (container address, port) to the container that serves it."""
@@ -62,7 +63,8 @@ def judge(
         return Verdict("ok", b.why)
     if rulesets is None:
         return Verdict("unknown", f"{b.family} rules could not be read")
-    verdicts = [_path(b, daemon, rulesets, env, pr, owners, client) for pr in probes]
+    ctx = (daemon, rulesets, env, owners, client, forwarding)
+    verdicts = [_path(b, pr, *ctx) for pr in probes]
     worst = min(verdicts, key=lambda v: SEVERITY[v.state])
     if len(probes) > 1 and any(v.state != worst.state for v in verdicts):
         i = verdicts.index(worst)
@@ -70,7 +72,19 @@ def judge(
     return worst
 
 
-def _path(b, daemon, rulesets, env, pr: Probe, owners, client) -> Verdict:
+def _through(w: Walker, rulesets, hooks, pkt: Packet, what: str):
+    """Walk `hooks` ((table, chain) pairs) in order; a stop verdict, or None and the packet
+    (whose mark becomes unknown once a rule on the path has set one)."""
+    for table, chain in hooks:
+        stop = _stopped(w.hook(rulesets, table, chain, pkt), what)
+        if stop:
+            return stop, pkt
+        if w.marked and pkt.mark is not None:
+            pkt = replace(pkt, mark=None)
+    return None, pkt
+
+
+def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding) -> Verdict:
     w = Walker(env)
     routed = b.design == DESIGN_ROUTED
     pkt = Packet(
@@ -87,7 +101,8 @@ def _path(b, daemon, rulesets, env, pr: Probe, owners, client) -> Verdict:
         src_local=False,
         tcp_flags=frozenset({"SYN"}),
     )
-    stop = _stopped(w.hook(rulesets, "raw", "PREROUTING", pkt), "the connection is")
+    pre = [("raw", "PREROUTING"), ("mangle", "PREROUTING")]
+    stop, pkt = _through(w, rulesets, pre, pkt, "the connection is")
     if stop:
         return stop
     nat = w.hook(rulesets, "nat", "PREROUTING", pkt)
@@ -104,14 +119,29 @@ def _path(b, daemon, rulesets, env, pr: Probe, owners, client) -> Verdict:
             whose = f" (container {owner})" if owner else " (no container has it)"
             dest = f"{addr}:{port}{whose} instead of {b.container_ip}:{b.container_port}"
             return Verdict("misrouted", f"{_rule_desc(nat)} sends it to {dest}", nat.rule.text)
-        return _forward(b, rulesets, w, pkt, nat)
+        return _forward(b, rulesets, w, pkt, nat, forwarding)
     if routed:
-        return _forward(b, rulesets, w, pkt, None)
+        return _forward(b, rulesets, w, pkt, None, forwarding)
     return _local(b, daemon, rulesets, w, pkt)
 
 
-def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat: Outcome | None) -> Verdict:
-    fwd = replace(pkt, dst=b.container_ip, dport=b.container_port, oif=b.bridge, dst_local=False)
+def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat, forwarding) -> Verdict:
+    if forwarding is False:
+        knob = "net.ipv6.conf.all.forwarding" if b.family == "ipv6" else "net.ipv4.ip_forward"
+        return Verdict("dropped", f"after translation the connection is not forwarded: {knob}=0")
+    fwd = replace(
+        pkt,
+        dst=b.container_ip,
+        dport=b.container_port,
+        oif=b.bridge,
+        dst_local=False,
+        orig_dst=pkt.dst,
+        orig_dport=pkt.dport,
+    )
+    hooks = [("mangle", "FORWARD"), ("filter", "FORWARD")]
+    stop, fwd = _through(w, rulesets, hooks[:1], fwd, "after translation the connection is")
+    if stop:
+        return stop
     o = w.hook(rulesets, "filter", "FORWARD", fwd)
     stop = _stopped(o, "after translation the connection is")
     if stop:
@@ -126,9 +156,11 @@ def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat: Outcome | None) 
         oif=pkt.iif,
         ctstate="ESTABLISHED",
         tcp_flags=frozenset({"SYN", "ACK"}),
+        reply=True,
     )
-    stop = _stopped(w.hook(rulesets, "raw", "PREROUTING", reply), "the container's replies are")
-    stop = stop or _stopped(w.hook(rulesets, "filter", "FORWARD", reply), "the replies are")
+    back = [("raw", "PREROUTING"), ("mangle", "PREROUTING")]
+    stop, reply = _through(w, rulesets, back, reply, "the container's replies are")
+    stop = stop or _through(w, rulesets, hooks, reply, "the replies are")[0]
     if stop:
         return stop
     how = f"DNAT by {nat.rule.ref}" if nat and nat.rule else "routed"
@@ -140,7 +172,8 @@ def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat: Outcome | None) 
 
 def _local(b: Binding, daemon: Daemon, rulesets, w: Walker, pkt: Packet) -> Verdict:
     """No DNAT applied: the connection is for the host itself, where docker-proxy may listen."""
-    stop = _stopped(w.hook(rulesets, "filter", "INPUT", pkt), "the untranslated connection is")
+    hooks = [("mangle", "INPUT"), ("filter", "INPUT")]
+    stop, _ = _through(w, rulesets, hooks, pkt, "the untranslated connection is")
     if stop:
         return stop
     serves, how = proxy_serves(b, daemon)
@@ -158,7 +191,8 @@ def proxy_serves(b: Binding, daemon: Daemon) -> tuple[bool | None, str]:
         for host_ip in (b.host_ip, "0.0.0.0" if b.family == "ipv4" else "::", ""):
             if (b.protocol, host_ip, b.host_port) in daemon.proxy_endpoints:
                 return True, "docker-proxy listens"
-        return False, "no docker-proxy process listens on it"
+        off = "" if daemon.userland_proxy else " (userland proxy off: dockerd only holds it)"
+        return False, f"no docker-proxy process listens on it{off}"
     if daemon.userland_proxy is None:
         return (
             None,
@@ -166,7 +200,7 @@ def proxy_serves(b: Binding, daemon: Daemon) -> tuple[bool | None, str]:
         )
     if daemon.userland_proxy:
         return True, "docker-proxy serves it (userland proxy on)"
-    return False, "the userland proxy is off"
+    return False, "the userland proxy is off (dockerd holds the port: connects, then silence)"
 
 
 __all__ = ["DESIGN_PROXY", "STATES", "Probe", "Verdict", "judge", "proxy_serves"]

@@ -13,7 +13,7 @@ from .normalize import norm_addr, norm_proto
 from .rules import Rule, Ruleset
 
 NONTERMINAL = {"", "LOG", "NFLOG", "ULOG", "CT", "NOTRACK", "CHECKSUM", "TRACE", "TCPMSS", "SET",
-               "CLASSIFY", "DSCP", "TOS", "TTL", "HL", "AUDIT", "CONNMARK", "CONNSECMARK",
+               "CLASSIFY", "DSCP", "TOS", "TTL", "HL", "AUDIT", "CONNSECMARK",
                "SECMARK", "IDLETIMER", "LED", "RATEEST", "TEE", "TCPOPTSTRIP"}  # fmt: skip
 NAT_DONE = {"SNAT", "MASQUERADE", "NETMAP"}
 MAX_DEPTH, MAX_BRANCHES = 64, 32
@@ -31,52 +31,75 @@ class Outcome:
 
 
 class IndexedChain:
-    __slots__ = ("by_dst", "by_port", "generic", "rules")
+    """A chain's rules bucketed by one exact, non-negated condition each: destination address,
+    (protocol, destination port), output or input interface. `candidates` returns, in order,
+    the rules that can match a packet: the unbucketed ones and those of its buckets."""
+
+    __slots__ = ("by_dst", "by_iif", "by_oif", "by_port", "generic", "rules")
 
     def __init__(self, rules: tuple[Rule, ...]) -> None:
         self.rules = rules
         self.generic: list[int] = []
         self.by_dst: dict[str, list[int]] = {}
         self.by_port: dict[tuple[str, int], list[int]] = {}
+        self.by_oif: dict[str, list[int]] = {}
+        self.by_iif: dict[str, list[int]] = {}
+        buckets = {"dst": self.by_dst, "port": self.by_port, "oif": self.by_oif, "iif": self.by_iif}
         for i, r in enumerate(rules):
-            key = _index_key(r)
-            if key is None:
+            kind, key = _index_key(r)
+            if kind is None:
                 self.generic.append(i)
-            elif isinstance(key, str):
-                self.by_dst.setdefault(key, []).append(i)
             else:
-                self.by_port.setdefault(key, []).append(i)
+                buckets[kind].setdefault(key, []).append(i)
 
     def candidates(self, p: Packet) -> list[Rule]:
         extra: list[int] = []
-        if p.dst == LOCAL:  # a symbolic address may be any of them
-            extra.extend(i for v in self.by_dst.values() for i in v)
-        else:
-            extra.extend(self.by_dst.get(p.dst, ()))
+        _pick(extra, self.by_dst, None if p.dst == LOCAL else p.dst)  # LOCAL: any of them
         if p.dport is None:
             extra.extend(i for k, v in self.by_port.items() if k[0] == p.proto for i in v)
         else:
             extra.extend(self.by_port.get((p.proto, p.dport), ()))
+        _pick(extra, self.by_oif, p.oif)
+        _pick(extra, self.by_iif, p.iif)
         hits = sorted([*self.generic, *extra]) if extra else self.generic
         return [self.rules[i] for i in hits]
 
 
+def _pick(extra: list[int], bucket: dict, value) -> None:
+    """The bucket's rules for `value`; all of them when the value is unknown (None)."""
+    if not bucket:
+        return
+    if value is None:
+        extra.extend(i for v in bucket.values() for i in v)
+    else:
+        extra.extend(bucket.get(value, ()))
+
+
 def _index_key(r: Rule):
-    proto = port = dst = None
+    proto = port = dst = oif = iif = None
     for c in r.conds:
         if c.negated:
             continue
-        if c.option == "-p":
+        o = c.option
+        if o == "-p":
             proto = norm_proto(c.values[0])
-        elif c.option == "-d":
+        elif o == "-d":
             a = norm_addr(c.values[0])
             if a.endswith("/32") or a.endswith("/128"):
                 dst = a.rsplit("/", 1)[0]
-        elif c.option in ("--dport", "--destination-port") and c.values[0].isdigit():
+        elif o in ("--dport", "--destination-port") and c.values[0].isdigit():
             port = int(c.values[0])
+        elif o == "-o" and not c.values[0].endswith("+"):
+            oif = c.values[0]
+        elif o == "-i" and not c.values[0].endswith("+"):
+            iif = c.values[0]
     if dst is not None:
-        return dst
-    return (proto, port) if proto and port is not None else None
+        return "dst", dst
+    if proto and port is not None:
+        return "port", (proto, port)
+    if oif is not None:
+        return "oif", oif
+    return ("iif", iif) if iif is not None else (None, None)
 
 
 class IndexedRuleset:
@@ -85,7 +108,9 @@ class IndexedRuleset:
     def __init__(self, rs: Ruleset) -> None:
         self.rs = rs
         self._idx: dict[tuple[str, str], IndexedChain] = {}
-        self.unreadable = {e.table: str(e) for e in rs.errors if e.table and not e.chain}
+        # A table-level error makes that table unreadable; one outside any table (key "") may
+        # have cost any table its lines, so it makes every table unreadable.
+        self.unreadable = {e.table: str(e) for e in rs.errors if not e.chain}
 
     def chain(self, table: str, name: str) -> IndexedChain | None:
         key = (table, name)
@@ -103,14 +128,16 @@ class Walker:
     def __init__(self, env: Env) -> None:
         self.env = env
         self.branches = 0
+        self.marked = False  # a MARK/CONNMARK target applied: later mark matches are unknown
 
     def hook(self, rulesets: list[IndexedRuleset], table: str, chain: str, p: Packet) -> Outcome:
         """Traverse `table`/`chain` in every backend. DROP/REJECT/UNKNOWN anywhere ends the walk;
         the first DNAT wins, and two backends translating differently is UNKNOWN."""
         result = Outcome("ACCEPT")
         for irs in rulesets:
-            if table in irs.unreadable:
-                return Outcome("UNKNOWN", why=f"{irs.rs.backend} {table} table unreadable")
+            bad = irs.unreadable.get(table) or irs.unreadable.get("")
+            if bad:
+                return Outcome("UNKNOWN", why=f"{irs.rs.backend} {table} table unreadable: {bad}")
             ch = irs.chain(table, chain)
             if ch is None:
                 continue
@@ -126,7 +153,9 @@ class Walker:
                     why = f"{result.rule.ref} and {o.rule.ref} translate differently (2 backends)"
                     return Outcome("UNKNOWN", o.rule, why=why)
                 result = o
-            elif result.verdict == "ACCEPT":
+            elif result.verdict == "ACCEPT" and result.rule is None and o.rule is not None:
+                result = o  # name a rule that accepted rather than another backend's policy
+            elif result.verdict == "ACCEPT" and result.rule is None and not result.why:
                 result = o
         return result
 
@@ -156,10 +185,16 @@ class Walker:
 
     def apply(self, irs, table: str, r: Rule, p: Packet, depth: int):
         t = r.target
+        if r.conds and r.conds[0].option == "?unparsed":  # iptsave's placeholder: any target
+            return Outcome("UNKNOWN", r, why=f"{r.ref} could not be parsed"), p
         if t in NONTERMINAL:
             return None, p
         if t == "MARK":
+            self.marked = True
             return None, replace(p, mark=_set_mark(p.mark, r.target_opt("--set-xmark")))
+        if t == "CONNMARK":
+            self.marked = True
+            return None, replace(p, mark=None)
         if t in ("ACCEPT", "DROP", "REJECT", "RETURN"):
             return Outcome(t, r), p
         if t == "DNAT" and table == "nat":

@@ -21,6 +21,10 @@ TOOLS = {
     ("ipv6", "legacy"): ("ip6tables-legacy-save",),
 }
 PROC_NAMES = {"ipv4": "/proc/net/ip_tables_names", "ipv6": "/proc/net/ip6_tables_names"}
+FORWARDING = {
+    "ipv4": "/proc/sys/net/ipv4/ip_forward",
+    "ipv6": "/proc/sys/net/ipv6/conf/all/forwarding",
+}
 SOURCE = {"ipv4": "iptables", "ipv6": "ip6tables"}
 
 
@@ -38,6 +42,15 @@ def legacy_tables(family: str, proc_names: str | None = None) -> tuple[str, ...]
             return tuple(line.strip() for line in f if line.strip())
     except FileNotFoundError:
         return ()  # no legacy support in this kernel: nothing to read
+    except OSError:
+        return None
+
+
+def forwarding(family: str, path: str | None = None) -> bool | None:
+    """Whether this namespace forwards packets of the family (None: cannot be read)."""
+    try:
+        with open(path or FORWARDING[family]) as f:
+            return f.read().strip() != "0"
     except OSError:
         return None
 
@@ -78,7 +91,8 @@ def read_family(family: str, timeout: float = 10.0, iptc: bool = False) -> RuleR
             rulesets.append(rs)
     error = "; ".join(errors) if errors and not rulesets else ""
     warnings += errors if rulesets else []
-    return RuleRead(FamilyRules(family, tuple(rulesets), error), texts, tuple(warnings))
+    rules = FamilyRules(family, tuple(rulesets), error, forwarding=forwarding(family))
+    return RuleRead(rules, texts, tuple(warnings))
 
 
 def _is_legacy_output(text: str) -> bool:
