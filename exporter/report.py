@@ -129,6 +129,7 @@ def to_json(s: Snapshot) -> str:
         ],
         "backend_rules": [{"backend": b, "family": f, "rules": n} for b, f, n in s.backend_rules],
         "backends_mixed": backends_mixed(s),
+        "docker_chains": [{"family": f, "backend": b} for f, b in s.docker_backends],
         "host": asdict(s.host) if s.host is not None else None,
         "warnings": list(s.warnings),
     }
