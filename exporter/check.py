@@ -18,8 +18,9 @@ from .sources.docker_api import DockerRaw
 
 
 def run_check(ns, opts: RefreshOptions) -> int:
-    if ns.docker_state or ns.iptables_save or ns.ip6tables_save:
-        snap = offline_snapshot(ns.docker_state, ns.iptables_save, ns.ip6tables_save, opts)
+    if ns.docker_state or ns.iptables_save or ns.ip6tables_save or ns.nft_ruleset:
+        files = (ns.iptables_save, ns.ip6tables_save, ns.nft_ruleset)
+        snap = offline_snapshot(ns.docker_state, *files, opts)
     else:
         snap = take_snapshot(opts)
         if ns.save_docker_state:
@@ -77,7 +78,7 @@ def _backend(text: str) -> str:
     return "legacy" if legacy else "nf_tables"
 
 
-def offline_snapshot(state: str | None, v4: str | None, v6: str | None, opts) -> Snapshot:
+def offline_snapshot(state, v4, v6, nft, opts) -> Snapshot:
     if state is None:
         raise ConfigError("--docker-state is required to analyse saved rules")
     raw, addrs = load_docker_state(state)
@@ -85,12 +86,29 @@ def offline_snapshot(state: str | None, v4: str | None, v6: str | None, opts) ->
         "ipv4": _rules_from_file(v4, "ipv4", "iptables-save"),
         "ipv6": _rules_from_file(v6, "ipv6", "ip6tables-save"),
     }
+    if nft is not None:  # a native-nftables host may have no iptables rules at all
+        rules = {f: fr if fr.rulesets else FamilyRules(f, ()) for f, fr in rules.items()}
+        rules = _with_nft_file(rules, nft)
     paths = {"ipv4": f"--iptables-save {v4}", "ipv6": f"--ip6tables-save {v6}"}
     warnings = tuple(
         f"{paths[f]}: {err}" for f, fr in rules.items() for rs in fr.rulesets for err in rs.errors
     )
     clients = dict(opts.clients) or None
     return build(os.path.getmtime(state), raw, "", rules, addrs, warnings=warnings, clients=clients)
+
+
+def _with_nft_file(rules: dict, path: str) -> dict:
+    from .nftjson import NftJsonError
+    from .sources.nft import from_ruleset_json, with_native
+
+    read_by_iptables = frozenset(f for f, fr in rules.items() if fr.rulesets)
+    try:
+        native = from_ruleset_json(_read(path, "--nft-ruleset"), read_by_iptables)
+    except NftJsonError as exc:
+        raise ConfigError(
+            f"--nft-ruleset {path}: not `nft -j list ruleset` output: {exc}"
+        ) from None
+    return {f: with_native(fr, native) for f, fr in rules.items()}
 
 
 def _save_state(path: str, opts: RefreshOptions) -> None:

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--docker-state", metavar="FILE", help="replay a saved Docker state")
     check.add_argument("--iptables-save", metavar="FILE", help="use saved iptables-save output")
     check.add_argument("--ip6tables-save", metavar="FILE", help="use saved ip6tables-save output")
+    check.add_argument("--nft-ruleset", metavar="FILE", help="use saved `nft -j list ruleset`")
     check.add_argument("--save-docker-state", metavar="FILE", help="also save Docker's answers")
     return p
 

@@ -182,6 +182,8 @@ def _conntrack(c: Cond, p: Packet, env: Env) -> int:
         return port_in(p.dport if p.reply else p.sport, v)
     if o == "--ctdir" and v:
         return YES if (v.upper() == "REPLY") == p.reply else NO
+    if o == "--ctstatus" and v.upper() == "DNAT":  # firewalld's forward chain starts with this
+        return YES if p.orig_dst is not None and (p.reply or p.orig_dst != p.dst) else NO
     return MAYBE
 
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .nftprint import match_text, stmt_text
+from .normalize import norm_proto
 from .rules import Cond
 
 UNKNOWN = "?nft"  # an option the matcher cannot decide; a target the walker cannot follow
@@ -79,7 +80,7 @@ def translate(exprs, family: str, sets: Mapping[str, list]) -> list[Alt]:
         elif key == "vmap" and isinstance(val, dict):
             vmap = val
         elif key == "mangle" and isinstance(val, dict):
-            mark = _mangle(val, e)
+            mark = _mangle(val)
             if mark is not None and mark[0] == UNKNOWN:
                 action, mark = mark, None
         else:  # a statement not modelled: whatever it does, the walker must not guess
@@ -87,15 +88,20 @@ def translate(exprs, family: str, sets: Mapping[str, list]) -> list[Alt]:
             alts = _cross(alts, [(unknown(stmt_text(e)),)], e)
     if vmap is not None:
         return _vmap_alts(alts, vmap, family, sets)
-    target, topts, goto = (UNKNOWN, (), False) if opaque else action or ("", (), False)
+    return _finish(alts, (UNKNOWN, (), False) if opaque else action or ("", (), False), mark)
+
+
+def _finish(alts, action: tuple, mark: tuple | None) -> list[Alt]:
+    """`meta mark set N accept` is two steps for the walker: MARK, then the verdict."""
+    target, topts, goto = action
     out = []
     for conds in alts:
         if mark is not None:
-            uses_mark = any(c.option == "--mark" for c in conds)
             out.append(Alt(conds, "MARK", mark[1]))
             if not target:
                 continue
-            conds = (*conds, unknown("matches after setting the mark")) if uses_mark else conds
+            if any(c.option == "--mark" for c in conds):  # re-read after the mark changed
+                conds = (*conds, unknown("a mark match in a rule that sets the mark"))
         out.append(Alt(conds, target, topts, goto))
     return out
 
@@ -111,7 +117,14 @@ def _cross(alts, options, what) -> list[tuple[Cond, ...]]:
     if len(alts) * len(options) > MAX_ALTERNATIVES or sum(map(len, options)) > MAX_ALTERNATIVES:
         text = match_text(what) if isinstance(what, dict) and "op" in what else stmt_text(what)
         options = [(unknown(f"{text} (too many elements to expand)"),)]
-    return [(*a, *o) for a in alts for o in options]
+    return [c for a in alts for o in options if _consistent(c := (*a, *o))]
+
+
+def _consistent(conds: tuple[Cond, ...]) -> bool:
+    """False for an alternative no packet matches: two different protocols (from expanding
+    `meta l4proto { tcp, udp } th dport 53`, say)."""
+    protos = {norm_proto(c.values[0]) for c in conds if c.option == "-p" and not c.negated}
+    return len(protos) <= 1
 
 
 def _verdict(key: str, val) -> tuple:
@@ -142,7 +155,7 @@ def _nat(key: str, val, family: str) -> tuple | None:
     return ("DNAT", (("--to-destination", (ep,)),), False)
 
 
-def _mangle(val: dict, e) -> tuple | None:
+def _mangle(val: dict) -> tuple | None:
     key, value = val.get("key"), val.get("value")
     if isinstance(key, dict) and "meta" in key and (key.get("meta") or {}).get("key") == "mark":
         spec = f"0x{value:x}/0xffffffff" if isinstance(value, int) and value >= 0 else "?"

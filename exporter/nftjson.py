@@ -24,7 +24,7 @@ TABLE_FAMILIES = {"ip": ("ipv4",), "ip6": ("ipv6",), "inet": ("ipv4", "ipv6")}
 IPTABLES_TABLES = ("filter", "nat", "raw", "mangle", "security")  # owned by iptables-nft
 WALKED_HOOKS = ("ingress", "prerouting", "input", "forward")
 # Priorities of the iptables tables at their hooks (NF_IP_PRI_*), which `order` is relative to.
-DSTNAT, FILTER = -100, 0
+RAW, MANGLE, DSTNAT, FILTER = -300, -150, -100, 0
 FIRST = -1_000_000  # ingress: before anything at prerouting
 POST_DNAT = -100_000  # filter chains at prerouting after DNAT: before any forward/input chain
 
@@ -65,7 +65,7 @@ class BaseChain:
     hook: str
     priority: int
     policy: str  # ACCEPT or DROP
-    device: str = ""
+    devices: tuple[str, ...] = ()  # an ingress hook's devices
 
     @property
     def label(self) -> str:
@@ -89,7 +89,7 @@ def base_chain(obj: dict) -> BaseChain | None:
     c = obj.get("chain")
     if not isinstance(c, dict) or "hook" not in c:
         return None
-    prio = c.get("prio", 0)
+    prio, dev = c.get("prio", 0), c.get("dev")
     return BaseChain(
         family=str(c.get("family", "")),
         table=str(c.get("table", "")),
@@ -98,7 +98,7 @@ def base_chain(obj: dict) -> BaseChain | None:
         hook=str(c.get("hook", "")),
         priority=prio if isinstance(prio, int) and not isinstance(prio, bool) else 0,
         policy="DROP" if c.get("policy") == "drop" else "ACCEPT",
-        device=str(c.get("dev") or ""),
+        devices=tuple(str(d) for d in (dev if isinstance(dev, list) else [dev] if dev else [])),
     )
 
 
@@ -112,14 +112,18 @@ def placement(b: BaseChain) -> tuple[tuple[tuple[str, str], ...], int] | None:
         return (("nat", h.upper()),), p - std
     if t == "nat":
         return None
-    if h == "prerouting" and p <= DSTNAT:
-        return (("raw", "PREROUTING"),), p + 300  # sees the packet before DNAT
+    if h == "prerouting" and p < MANGLE:
+        return (("raw", "PREROUTING"),), p - RAW
+    if h == "prerouting" and p <= DSTNAT:  # sees the packet before DNAT
+        return (("mangle", "PREROUTING"),), p - MANGLE
     if h == "prerouting":  # after DNAT: sees what forward/input see, before them
-        return (("filter", "FORWARD"), ("filter", "INPUT")), POST_DNAT + p
+        return (("mangle", "FORWARD"), ("mangle", "INPUT")), POST_DNAT + p
+    if h in ("input", "forward", "output", "postrouting") and p <= MANGLE:
+        return (("mangle", h.upper()),), p - MANGLE
     if h in ("input", "forward", "output"):
         return (("filter", h.upper()),), p - FILTER
     if h == "postrouting":
-        return (("mangle", "POSTROUTING"),), p + 150
+        return (("mangle", "POSTROUTING"),), p - MANGLE
     return None
 
 
@@ -183,7 +187,7 @@ def table_rulesets(fam: str, name: str, t: dict, family: str) -> list[NativeRule
             continue
         pairs, order = place
         own = rules.get(b.name, ())
-        if b.device:  # a device-bound hook sees that device's packets only
+        if b.hook == "ingress":  # a device-bound hook sees that device's packets only
             own = (_elsewhere(b, family), *own)
         out.append(_ruleset(b, family, pairs, order, own, regular))
     return out
@@ -206,9 +210,12 @@ def _ruleset(b: BaseChain, family, pairs, order, own, regular) -> NativeRuleset:
 
 
 def _elsewhere(b: BaseChain, family: str) -> Rule:
-    text = f"(hook {b.hook} on device {b.device} only)"
-    cond = Cond("-i", (b.device,), True)
-    return Rule(family, b.label, b.name, 0, (cond,), "ACCEPT", text=text, backend="nft:" + b.label)
+    """A first rule letting other devices' packets pass: the hook never sees them. nft 1.0.6
+    does not print an inet ingress chain's device: then whether it applies is unknown."""
+    devices = ", ".join(b.devices) or "a device nft does not name"
+    conds = tuple(Cond("-i", (d,), True) for d in b.devices) or (Cond(UNKNOWN, (devices,)),)
+    text = f"(hook {b.hook} on {devices} only)"
+    return Rule(family, b.label, b.name, 0, conds, "ACCEPT", text=text, backend="nft:" + b.label)
 
 
 def chain_rules(label: str, chain: str, bodies: list[dict], family: str, sets) -> tuple[Rule, ...]:

@@ -69,7 +69,11 @@ class Scheduler:
             self.wake.clear()
 
     async def refresh_once(self) -> Snapshot:
-        snap = await asyncio.to_thread(self._take)
+        try:
+            snap = await asyncio.to_thread(self._take)
+        except Exception as exc:  # a bug must not end the refresh loop nor leave a stale "ok"
+            log.error("refresh failed: %s", _describe(exc))
+            snap = _failed(exc)
         for src in snap.sources:
             if not src.up:
                 self.holder.errors[src.name] = self.holder.errors.get(src.name, 0) + 1
@@ -105,3 +109,20 @@ def _with_host(snap: Snapshot, host) -> Snapshot:
 
     sources = tuple(s for s in snap.sources if s.name != "hostfacts")
     return replace(snap, host=host, sources=(*sources, SourceStatus("hostfacts", True)))
+
+
+def _describe(exc: Exception) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 2)[-1]}:{tb.tb_lineno}" if tb else ""
+    return f"{type(exc).__name__}: {str(exc)[:200]}{where}"
+
+
+def _failed(exc: Exception) -> Snapshot:
+    """What is served after an unexpected error: every source down, saying why."""
+    from .snapshot import SourceStatus
+
+    why = f"refresh failed: {_describe(exc)}"
+    sources = tuple(SourceStatus(name, False, why) for name in ("docker", "iptables", "ip6tables"))
+    return Snapshot(taken_at=time.time(), duration_seconds=0.0, sources=sources)

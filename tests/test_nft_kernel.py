@@ -513,6 +513,19 @@ def world(ident) -> Iterator[World]:
 
 
 FWD = ("add", "rule", "inet", "filter", "forward")
+PRE = ("add", "table", "inet", "pre")
+
+
+def pre_chain(priority: int, *rule: str) -> list[tuple[str, ...]]:
+    """A foreign `type filter hook prerouting` chain holding one rule."""
+    hook = f"{{ type filter hook prerouting priority {priority}; }}"
+    return [
+        PRE,
+        ("add", "chain", "inet", "pre", "c", hook),
+        ("add", "rule", "inet", "pre", "c", *rule),
+    ]
+
+
 SCENARIOS = [
     # (fixture, with fake docker-proxy, nft commands, exporter state per family)
     ("proxy", True, [], {"ipv4": "ok", "ipv6": "ok"}),
@@ -528,6 +541,10 @@ SCENARIOS = [
                       ("add", "rule", "ip6", "docker-bridges", "filter-forward-in__bridge1", "counter", "drop")],
      {"ipv4": "ok", "ipv6": "dropped"}),
     ("proxy", False, [FOREIGN_DROP, FOREIGN_CHAIN], {"ipv4": "dropped", "ipv6": "dropped"}),
+    # prerouting chains before DNAT see the host's address, after DNAT the container's
+    ("proxy", False, pre_chain(-150, "ip", "daddr", "203.0.113.1", "tcp", "dport", "8080", "drop"), {"ipv4": "dropped", "ipv6": "ok"}),
+    ("proxy", False, pre_chain(10, "ip", "daddr", "203.0.113.1", "tcp", "dport", "8080", "drop"), {"ipv4": "ok", "ipv6": "ok"}),
+    ("proxy", False, pre_chain(10, "ip", "daddr", "192.0.2.2", "tcp", "dport", "80", "drop"), {"ipv4": "dropped", "ipv6": "ok"}),
     ("proxy", False, [FOREIGN_DROP, FOREIGN_CHAIN, (*FWD, "ip", "daddr", "192.0.2.2", "tcp", "dport", "80", "accept")],
      {"ipv4": "dropped", "ipv6": "dropped"}),
     ("proxy", False, [FOREIGN_DROP, FOREIGN_CHAIN, (*FWD, "ct", "state", "established,related", "accept"),

@@ -33,7 +33,7 @@ from exporter.nftjson import (
 from exporter.nftprint import rule_text
 from exporter.rules import Cond
 from exporter.snapshot import build
-from exporter.sources.nft import NativeRead, tables_to_read, with_native
+from exporter.sources.nft import NativeRead, from_ruleset_json, tables_to_read, with_native
 from exporter.walk import IndexedRuleset, Walker
 
 NFT = Path(__file__).parent / "fixtures" / "nft"
@@ -170,15 +170,17 @@ def test_inet_tables_count_for_both_families_minus_the_other_familys_rules():
 
 def test_prerouting_chains_are_placed_before_or_after_dnat():
     by_chain = {rs.base_chain: rs for rs in parse(ruleset_json("foreign"))["ipv4"]}
-    assert set(by_chain["pre"].tables) == {"raw"}  # mangle priority: sees the packet before DNAT
-    after = by_chain["post-dnat"]  # priority 10: sees what forward and input see, before them
-    assert {(t, c) for t in after.tables for c in after.tables[t].chains if ":" not in c} == {
-        ("filter", "FORWARD"),
-        ("filter", "INPUT"),
-    }
-    order = [rs.base_chain for rs in order_rulesets(by_chain.values())]
-    assert order.index("post-dnat") < order.index("forward")
-    assert order.index("post-dnat") < order.index("input")
+
+    def places(rs):
+        return {(t, c) for t in rs.tables for c in rs.tables[t].chains if ":" not in c}
+
+    # mangle priority: walked with iptables' mangle PREROUTING, before DNAT
+    assert places(by_chain["pre"]) == {("mangle", "PREROUTING")}
+    # priority 10: sees what forward and input see, and before them (first at their mangle step)
+    assert places(by_chain["post-dnat"]) == {("mangle", "FORWARD"), ("mangle", "INPUT")}
+    others = [rs.order for name, rs in by_chain.items() if name != "post-dnat"]
+    assert by_chain["post-dnat"].order < min(others)
+    assert places(by_chain["forward"]) == {("filter", "FORWARD")}
 
 
 def test_rulesets_run_in_hook_priority_order_with_iptables_at_its_own():
@@ -198,13 +200,37 @@ def test_rulesets_run_in_hook_priority_order_with_iptables_at_its_own():
         return unreadable(base_chain(obj), "ipv4", "x")
 
     late, early = nat("late", 10, "forward"), nat("early", -10, "forward")
-    rawish, mangle = nat("raw", -300), nat("mangle", -150)
+    m_late, m_early = nat("m_late", -120), nat("m_early", -160)
     dnat_before, dnat_after = nat("d1", -110, type_="nat"), nat("d2", -90, type_="nat")
-    got = order_rulesets([late, ipt, early, mangle, rawish, dnat_after, dnat_before])
+    got = order_rulesets([late, ipt, early, m_late, m_early, dnat_after, dnat_before])
     backends = [rs.backend.rsplit("/", 1)[-1] if rs is not ipt else "iptables" for rs in got]
+    # at each hook: by priority, the iptables backends at iptables' own (filter 0, dstnat -100,
+    # mangle -150: m_late runs after iptables' mangle PREROUTING, m_early before it)
     assert backends.index("early") < backends.index("iptables") < backends.index("late")
-    assert backends.index("raw") < backends.index("mangle")
     assert backends.index("d1") < backends.index("iptables") < backends.index("d2")
+    assert backends.index("iptables") < backends.index("m_late")
+    assert set(m_late.tables) == {"mangle"} and set(nat("m", -150).tables) == {"mangle"}
+    # before iptables' mangle: walked with raw PREROUTING, which comes first
+    assert set(m_early.tables) == set(nat("r", -300).tables) == {"raw"}
+    assert backends.index("d1") < backends.index("iptables") < backends.index("d2")
+
+
+def test_ingress_hooks_see_their_devices_only():
+    def ingress(**dev) -> list[NativeRuleset]:
+        chain = {"family": "inet", "table": "i", "name": "c", "type": "filter", "hook": "ingress"}
+        return parse(
+            json.dumps({"nftables": [{"chain": {**chain, "prio": 0, "policy": "drop", **dev}}]})
+        )["ipv4"]
+
+    (named,) = ingress(dev="wan0")
+    assert named.order < min(rs.order for rs in parse(ruleset_json("proxy"))["ipv4"])
+    walked = [IndexedRuleset(named)]
+    assert Walker(ENV).hook(walked, "raw", "PREROUTING", packet(iif="eth0")).verdict == "ACCEPT"
+    assert Walker(ENV).hook(walked, "raw", "PREROUTING", packet(iif="wan0")).verdict == "DROP"
+    # nft 1.0.6 prints no device for an inet ingress chain: it may or may not see the packet
+    (unnamed,) = ingress()
+    o = Walker(ENV).hook([IndexedRuleset(unnamed)], "raw", "PREROUTING", packet(iif="eth0"))
+    assert o.verdict == "UNKNOWN" and "a device nft does not name" in o.why
 
 
 def test_not_an_nft_document_is_a_clear_error():
@@ -285,10 +311,15 @@ def test_match_translation(match, want):
 
 
 def test_th_ports_stand_for_each_transport_protocol():
-    got = match_options(m("==", {"payload": {"protocol": "th", "field": "dport"}}, 53), "ipv4", {})
+    th = m("==", {"payload": {"protocol": "th", "field": "dport"}}, 53)
+    got = match_options(th, "ipv4", {})
     assert got == [
         (Cond("-p", (p,)), Cond("--dport", ("53",), False, p)) for p in ("tcp", "udp", "sctp")
     ]
+    # with `meta l4proto { 6, udp }` before it, only the alternatives a packet can match remain
+    l4 = {"match": m("==", {"meta": {"key": "l4proto"}}, {"set": [6, "udp"]})}
+    alts = translate([l4, {"match": th}, {"accept": None}], "ipv4", {})
+    assert [a.conds[-1].module for a in alts] == ["tcp", "udp"]
 
 
 @pytest.mark.parametrize(
@@ -481,13 +512,17 @@ def test_foreign_input_chain_truth_table():
 
 
 def test_foreign_forward_chain_is_unknown_where_it_cannot_decide():
-    # `ct status dnat accept` (firewalld's forward chain starts so): the packet model does not
-    # say whether the connection was translated, so the rule may apply or not
+    # `ct status dnat accept` (firewalld's forward chain starts so) is decided from the packet's
+    # original destination: a DNATed connection is accepted by rule #1...
     p = packet(dst="192.0.2.2", dport=80, oif="bridge1", dst_local=False)
+    translated = replace(p, orig_dst="198.51.100.1", orig_dport=8080)
+    o = walk("foreign", "filter", "FORWARD", translated)
+    assert (o.verdict, o.rule.ref) == ("ACCEPT", "inet filter/forward #1")
+    # ...an untranslated one goes on, to a reverse-path check the model cannot decide
     o = walk("foreign", "filter", "FORWARD", p)
     assert o.verdict == "UNKNOWN"
-    assert o.why == "inet filter/forward #1 may or may not apply: -m conntrack --ctstatus DNAT"
-    assert walk("foreign", "filter", "FORWARD", replace(p, oif="wan0")).verdict == "UNKNOWN"
+    assert o.why.startswith("inet filter/forward #4 may or may not apply: ?nft fib saddr")
+    assert walk("foreign", "filter", "FORWARD", replace(p, oif="wan0")).verdict == "DROP"
     # ...but where both ways end alike, the answer is decided: lan0 is accepted either way
     assert walk("foreign", "filter", "FORWARD", replace(p, oif="lan0")).verdict == "ACCEPT"
 
@@ -602,6 +637,21 @@ def test_tables_to_read_skips_what_iptables_nft_save_reads_and_what_is_never_wal
     assert tables_to_read(bases, frozenset()) == [("inet", "filter"), ("ip", "nat")]
 
 
+def test_a_saved_ruleset_reads_like_the_live_one():
+    text = json.dumps(
+        {
+            "nftables": json.loads(ruleset_json("proxy"))["nftables"]
+            + objects(ruleset_json("foreign"))
+        }
+    )
+    got = from_ruleset_json(text, frozenset({"ipv4"}))
+    assert got.tables == ("inet filter", "ip docker-bridges", "ip6 docker-bridges")
+    assert not any(rs.nft_table == "ip nat" for rs in got.rulesets["ipv4"])
+    assert {rs.nft_table for rs in got.rulesets["ipv6"]} == {"inet filter", "ip6 docker-bridges"}
+    with pytest.raises(NftJsonError):
+        from_ruleset_json("table ip x {}")
+
+
 def test_with_native_orders_every_backend_and_records_the_read():
     ipt = parse_save("*raw\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", "ipv4", "legacy")
     fr = with_native(FamilyRules("ipv4", (ipt,)), native("proxy"))
@@ -616,3 +666,26 @@ def test_match_results_on_translated_conditions():
     r = replace_conds(conds)
     assert rule_match(r, packet(iif="eth0"), ENV)[0] == YES
     assert rule_match(r, packet(iif="lo"), ENV)[0] == NO
+
+
+def test_offline_check_with_a_saved_nft_ruleset():
+    """`check --docker-state F --nft-ruleset F`: a Docker 29 nftables host analysed offline."""
+    import subprocess
+    import sys
+
+    fix = Path(__file__).parent / "fixtures" / "nft"
+    p = subprocess.run(
+        [sys.executable, "-m", "exporter", "check", "--json",
+         "--docker-state", str(fix / "proxy.state.json"),
+         "--nft-ruleset", str(fix / "proxy.ruleset.json")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    doc = json.loads(p.stdout)
+    assert {x["state"] for x in doc["ports"]} == {"ok"}
+    bad = subprocess.run(
+        [sys.executable, "-m", "exporter", "check", "--docker-state",
+         str(fix / "proxy.state.json"), "--nft-ruleset", str(fix / "proxy.nft")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--nft-ruleset" in bad.stderr and "Traceback" not in bad.stderr

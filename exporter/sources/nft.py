@@ -102,6 +102,16 @@ def _stand_ins(bases, fam: str, name: str, why: str) -> dict[str, list[Ruleset]]
     return out
 
 
+def from_ruleset_json(text: str, iptables_nft: frozenset[str] = frozenset()) -> NativeRead:
+    """A saved `nft -j list ruleset` as `read_native` would have read it live (for offline
+    checks). Raises NftJsonError when `text` is not an nft JSON document."""
+    bases = [b for b in map(base_chain, objects(text)) if b is not None]
+    wanted = {f"{fam} {name}" for fam, name in tables_to_read(bases, iptables_nft)}
+    got = parse(text)
+    rulesets = {f: tuple(rs for rs in got.get(f, ()) if rs.nft_table in wanted) for f in FAMILIES}
+    return NativeRead(rulesets, "", tuple(sorted(wanted)))
+
+
 def with_native(fr: FamilyRules, native: NativeRead) -> FamilyRules:
     """`fr` plus the native rulesets of its family, every backend in hook-priority order."""
     rulesets = order_rulesets((*fr.rulesets, *native.rulesets.get(fr.family, ())))

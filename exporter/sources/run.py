@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 
@@ -28,24 +30,34 @@ def run(argv: list[str], timeout: float, env: dict | None = None) -> Result:
     if exe is None:
         return Result(False, "", "", f"{argv[0]} not found (install iptables / put it on PATH)")
     try:
-        p = subprocess.run(
+        p = subprocess.Popen(
             [exe, *argv[1:]],
-            capture_output=True,
-            timeout=timeout,
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=env,
-            check=False,
+            start_new_session=True,  # a timeout kills the whole group: no child is left behind
         )
-    except subprocess.TimeoutExpired:
-        return Result(False, "", "", f"{argv[0]} did not finish within {timeout:g}s")
     except OSError as exc:
         return Result(False, "", "", f"{argv[0]}: {exc.strerror or exc}")
-    out = p.stdout.decode("utf-8", "replace")
-    err = p.stderr.decode("utf-8", "replace")
+    try:
+        stdout, stderr = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(p)
+        return Result(False, "", "", f"{argv[0]} did not finish within {timeout:g}s")
+    out = stdout.decode("utf-8", "replace")
+    err = stderr.decode("utf-8", "replace")
     if p.returncode != 0:
         detail = err.strip().splitlines()[-1] if err.strip() else f"exit status {p.returncode}"
         return Result(False, out, err, f"{argv[0]}: {_explain(detail)}")
     return Result(True, out, err, "")
+
+
+def _kill_group(p: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(p.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        p.communicate(timeout=5)  # reap it and close the pipes
 
 
 def _explain(detail: str) -> str:
