@@ -19,9 +19,11 @@ nothing would fail here):
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -201,8 +203,7 @@ def test_swarm_stack_validates_as_global_host_network_service(tmp_path):
     volumes = {v["target"]: v for v in exporter["volumes"]}
     assert volumes["/var/run/docker.sock"]["source"] == "/var/run/docker.sock"
     assert volumes["/host"]["source"] == "/" and volumes["/host"]["read_only"] is True
-    labels = exporter["deploy"]["labels"]
-    assert labels["prometheus.io/scrape"] == "true" and labels["prometheus.io/port"] == "9841"
+    assert exporter["environment"]["DOCKER_NAT_EXPORTER_WEB_LISTEN_ADDRESS"] == ":9841"
 
 
 def test_swarm_stack_takes_image_and_socket_from_the_environment(tmp_path):
@@ -455,3 +456,27 @@ def test_healthcheck_passes_behind_tls_and_basic_auth(tmp_path):
     with exporter_serving(tmp_path, f"--web.config.file={web_yml}") as port:
         p = healthcheck(port)
         assert p.returncode == 0, p.stderr
+
+
+# ---- the documented `docker run` line ----------------------------------------------------------
+
+
+def documented_run_line(text: str) -> list[str]:
+    """The `docker run -d --name docker-nat-exporter ...` command of a text, as argv."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    [line] = [ln for ln in joined.splitlines() if "docker run -d --name docker-nat-exporter" in ln]
+    return shlex.split(line.split("docker run", 1)[1].lstrip("# "))
+
+
+@pytest.mark.parametrize("source", ["docs/deploy.md", "Dockerfile"])
+def test_documented_docker_run_matches_the_compose_service(source, compose):
+    argv = documented_run_line((ROOT / source).read_text())
+    options = list(itertools.pairwise(argv))
+    exporter = compose["services"]["exporter"]
+    assert ("--network", exporter["network_mode"]) in options
+    assert ("--pid", exporter["pid"]) in options
+    assert {v for k, v in options if k == "--cap-drop"} == set(exporter["cap_drop"])
+    assert {v for k, v in options if k == "--cap-add"} == set(exporter["cap_add"])
+    assert {v for k, v in options if k == "-v"} == set(exporter["volumes"])
+    assert "--read-only" in argv
+    assert argv[-1] == "docker-nat-exporter:latest" == exporter["image"]

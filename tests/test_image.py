@@ -18,15 +18,16 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from imagebuild import Built, Steps, build_image, missing_requirements
+from imagebuild import REPO, Built, Steps, build_image, missing_requirements
 from lab import Lab, LabError
-from util import require_or_skip
+from util import require_lab, require_or_skip
 
 from exporter import __version__
 
@@ -236,6 +237,41 @@ def test_through_a_tcp_docker_api_the_proxy_setting_comes_from_daemon_json(
     assert code == 0
 
 
+@pytest.fixture(scope="module")
+def legacy_lab(built) -> Iterator[tuple[Lab, str]]:
+    """A lab whose dockerd writes its rules with iptables-legacy, with the image and web1."""
+    require_lab("legacy")
+    with Lab(backend="legacy") as the_lab:
+        tag = load(the_lab, built)
+        the_lab.run_web(WEB, PORT)
+        yield the_lab, tag
+
+
+def without(args: list[str], cap: str) -> list[str]:
+    i = args.index(cap)
+    assert args[i - 1] == "--cap-add"
+    return args[: i - 1] + args[i + 1 :]
+
+
+def test_legacy_backend_host_is_read_with_net_raw(legacy_lab):
+    lab, image = legacy_lab
+    code, doc = check_json(lab, image)
+    legacy = [b for b in doc["backend_rules"] if b["backend"] == "legacy" and b["rules"] > 0]
+    assert [b["family"] for b in legacy] == ["ipv4"]  # Docker's rules, read from legacy
+    assert port_state(doc, WEB, "ipv4") == "ok"
+    assert code == 0
+
+
+def test_legacy_backend_without_net_raw_is_an_error_not_a_verdict(legacy_lab):
+    lab, image = legacy_lab
+    p = lab.docker("run", "--rm", *without(run_args(lab), "NET_RAW"), image, "check", "--json",
+                   check=False, timeout=120)  # fmt: skip
+    doc = json.loads(p.stdout)
+    assert not doc["sources"]["iptables"]["up"]
+    assert port_state(doc, WEB, "ipv4") == "unknown"
+    assert p.returncode == 2
+
+
 def wait_for(lab: Lab, name: str, what: str, ready, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
@@ -299,3 +335,94 @@ def test_serve_becomes_healthy_and_exports_the_hosts_build_and_the_lab(lab, imag
     version = dpkg_version("iptables")  # this machine's: / is mounted as /host
     assert sample(text, "docker_nat_iptables_info", package_version=version) == 1
     assert http_status(lab, "/-/healthy") == "000"  # and the container is gone
+
+
+# ---- Swarm: the real stack file, scraped through the real dockerswarm_sd example ---------------
+
+STACK = REPO / "deploy" / "swarm" / "stack.yml"
+SWARM_SD = REPO / "deploy" / "prometheus" / "dockerswarm_sd.yml"
+
+
+@contextlib.contextmanager
+def shared_root_bind(lab: Lab) -> Iterator[Path]:
+    """A non-recursive bind of / made shared, inside the lab's folder: the stack's rslave mount
+    needs a shared source, and this machine's / is a private mount."""
+    point = lab.dir / "hostroot"
+    point.mkdir()
+    subprocess.run(["mount", "--bind", "/", str(point)], check=True, timeout=30)
+    try:
+        subprocess.run(["mount", "--make-shared", str(point)], check=True, timeout=30)
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False, timeout=30)
+
+
+@contextlib.contextmanager
+def prometheus_in(lab: Lab, config: Path, folder: Path) -> Iterator[str]:
+    """Debian's prometheus in the lab's host namespace; yields its base URL there."""
+    require_or_skip(shutil.which("prometheus") is not None, "prometheus not installed")
+    port = 19090
+    argv = ["nsenter", f"--net=/run/netns/{lab.host_ns}", "prometheus",
+            f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
+    with open(folder / "prometheus.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def prom_query(lab: Lab, base: str, query: str) -> list[dict]:
+    url = f"{base}/api/v1/query"
+    p = lab.nsexec(["curl", "-sS", "-m", "5", "-G", url, "--data-urlencode", f"query={query}"],
+                   check=False, timeout=15)  # fmt: skip
+    if p.returncode != 0:
+        return []
+    return json.loads(p.stdout)["data"]["result"]
+
+
+def test_swarm_stack_runs_globally_and_dockerswarm_sd_scrapes_it(
+    make_lab, built, tmp_path, monkeypatch
+):
+    lab = make_lab()
+    image = load(lab, built)
+    lab.run_web(WEB, PORT)
+    steps = Steps()
+    with shared_root_bind(lab) as root:
+        with steps.step("swarm init + stack deploy"):
+            lab.docker("swarm", "init", "--advertise-addr", lab.host_addr)
+            for name, value in (("EXPORTER_IMAGE", image), ("DOCKER_SOCKET", str(lab.socket)),
+                                ("HOST_ROOT", str(root))):  # fmt: skip
+                monkeypatch.setenv(name, value)
+            lab.docker("stack", "deploy", "-c", str(STACK), "dne", timeout=120)
+        try:
+            with steps.step("exporter task ready"):
+                wait_for(
+                    lab, "dne_exporter", "ready", lambda: http_status(lab, "/-/ready") == "200"
+                )
+            config = tmp_path / SWARM_SD.name
+            text = SWARM_SD.read_text().replace("unix:///var/run/docker.sock", lab.docker_host)
+            config.write_text(text)
+            shutil.copy(REPO / "alerts" / "docker-nat.rules.yml", tmp_path)
+            with prometheus_in(lab, config, tmp_path) as base, steps.step("first scrape"):
+                query = 'docker_nat_port_state{job="docker-nat",container="web1"} == 1'
+                deadline = time.monotonic() + 90
+                while not (found := prom_query(lab, base, query)):
+                    if time.monotonic() > deadline:
+                        log = (tmp_path / "prometheus.log").read_text()[-2000:]
+                        pytest.fail(f"no scrape of the swarm task in 90s; prometheus log:\n{log}")
+                    time.sleep(1)
+                [up] = prom_query(lab, base, 'up{job="docker-nat"}')
+        finally:
+            lab.docker("stack", "rm", "dne", check=False, timeout=60)
+            lab.docker("swarm", "leave", "--force", check=False, timeout=60)
+    # No --pid host in Swarm: the IPv6 binding, which only docker-proxy serves, is "unknown"
+    # (docs/deploy.md); the DNAT path's verdict is unaffected.
+    states = {r["metric"]["family"]: r["metric"]["state"] for r in found}
+    assert states == {"ipv4": "ok", "ipv6": "unknown"}
+    assert up["value"][1] == "1"
+    assert up["metric"]["instance"] == os.uname().nodename  # the node's host name

@@ -70,8 +70,9 @@ def read_family(family: str, timeout: float = 10.0, iptc: bool = False) -> RuleR
         errors.append(f"no {TOOLS[(family, 'nf_tables')][0]} on PATH")
     else:
         r = run([tool], timeout)
-        if not r.ok:
-            errors.append(r.error)
+        refused = _refusal(r.stderr) if r.ok else ""
+        if not r.ok or refused:
+            errors.append(r.error or f"{tool}: {refused} (needs CAP_NET_ADMIN)")
         elif _is_legacy_output(r.stdout):
             texts["legacy"] = r.stdout  # a distro whose iptables-save is the legacy one
             rulesets.append(parse_save(r.stdout, family, "legacy"))
@@ -84,8 +85,9 @@ def read_family(family: str, timeout: float = 10.0, iptc: bool = False) -> RuleR
         warnings.append(f"{PROC_NAMES[family]} unreadable: legacy rules not checked")
     elif legacy and "legacy" not in texts:
         rs, text, err = _read_legacy(family, timeout, iptc)
-        if err:
+        if err:  # legacy tables exist but cannot be read: judging without them would guess
             errors.append(err)
+            rulesets = []
         else:
             texts["legacy"] = text
             rulesets.append(rs)
@@ -117,4 +119,15 @@ def _read_legacy(family: str, timeout: float, iptc: bool):
     r = run([tool], timeout)
     if not r.ok:
         return None, "", r.error
+    refused = _refusal(r.stderr)
+    if refused:  # iptables-legacy-save 1.8.9 exits 0 with no output when it is refused
+        return None, "", f"{tool}: {refused} (needs CAP_NET_ADMIN and CAP_NET_RAW)"
     return parse_save(r.stdout, family, "legacy"), r.stdout, ""
+
+
+def _refusal(stderr: str) -> str:
+    for line in stderr.splitlines():
+        low = line.lower()
+        if "permission denied" in low or "cannot initialize" in low or "can't initialize" in low:
+            return line.strip()
+    return ""
