@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass, replace
 
 from . import expected as exp
@@ -81,8 +82,12 @@ def analyse(
     rules: dict[str, FamilyRules],
     host_addrs: tuple[tuple[str, str], ...] | None,
     clients: dict[str, str] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Analysis:
-    """`host_addrs` are (interface, address) pairs of the host; None when unknown."""
+    """`host_addrs` are (interface, address) pairs of the host; None when unknown. `timings`,
+    when given, gets the seconds spent on expected rules ("expect"), on the packet walks
+    ("evaluate") and on stale rules ("stale")."""
+    lap = _Laps(timings)
     nets = {n.id: n for n in state.networks}
     env = _env(state)
     owners = {(b.container_ip, b.container_port): b.container for b in state.bindings}
@@ -103,21 +108,43 @@ def analyse(
         for nid in dict.fromkeys(b.network_id for b in active):
             for e in exp.for_bridge(nets[nid], family, state.daemon) if nid in nets else ():
                 (jumps if e.kind == "jump" else bridge_rules).append(Evidence(e, has(e)))
-    for b in state.bindings:
-        fam_ok = b.family in readable
-        evidence = tuple(
+    evidence = [
+        tuple(
             Evidence(e, present[b.family](e))
-            for e in (exp.for_binding(b, state.daemon, nets.get(b.network_id)) if fam_ok else ())
+            for e in exp.for_binding(b, state.daemon, nets.get(b.network_id))
         )
+        if b.family in readable
+        else ()
+        for b in state.bindings
+    ]
+    lap("expect")
+    shared = jumps + bridge_rules
+    for b, own in zip(state.bindings, evidence, strict=True):
+        fam_ok = b.family in readable
         rs = indexed.get(b.family) if fam_ok else None
         client = (clients or {}).get(b.family, REMOTE)
         fwd = rules[b.family].forwarding if fam_ok else None
         v = judge(b, state.daemon, rs, env, _probes(b, host_addrs, env), owners, client, fwd)
         if b.family in nft_unread and b.design in _RULED:
             v = Verdict("unknown", f"nftables firewall backend: {nft_unread[b.family]}")
-        ports.append(PortReport(b, _with_missing(v, b, evidence, jumps + bridge_rules), evidence))
+        ports.append(PortReport(b, _with_missing(v, b, own, shared), own))
+    lap("evaluate")
     stale = [s for f in readable for s in _stale(rules[f], state.bindings)]
+    lap("stale")
     return Analysis(tuple(ports), tuple(jumps), tuple(bridge_rules), tuple(stale))
+
+
+class _Laps:
+    """Adds the seconds since the last lap to `timings[name]` (nothing when timings is None)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings, self.last = timings, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+            self.last = now
 
 
 _RULED = (DESIGN_DNAT, DESIGN_ROUTED)

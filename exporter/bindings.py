@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 from .docker_model import (
     DESIGN_BLIND,
     DESIGN_DNAT,
@@ -16,6 +19,7 @@ from .docker_model import (
 
 OPT = "com.docker.network.bridge."
 PROTOCOLS = ("tcp", "udp", "sctp")
+IFNAME = re.compile(r"[^\s/\"'\\\x00-\x1f\x7f]{1,15}")  # what rules can name (IFNAMSIZ)
 
 
 class DecodeError(ValueError):
@@ -49,11 +53,19 @@ def decode_network(raw) -> Network:
     if not isinstance(config, list):
         raise DecodeError(f"{what}: field 'IPAM.Config' should be an array")
     subnets = [str(c.get("Subnet") or "") for c in config if isinstance(c, dict)]
+    for subnet in filter(None, subnets):
+        try:
+            ipaddress.ip_network(subnet, strict=False)
+        except ValueError:
+            raise DecodeError(f"{what}: subnet {subnet[:60]!r} is not an IP network") from None
+    bridge = _bridge_name(nid, name, opts) if driver == "bridge" else ""
+    if bridge and not IFNAME.fullmatch(bridge):
+        raise DecodeError(f"{what}: bridge {bridge[:40]!r} is not an interface name")
     return Network(
         id=nid,
         name=name,
         driver=driver,
-        bridge=_bridge_name(nid, name, opts) if driver == "bridge" else "",
+        bridge=bridge,
         internal=bool(raw.get("Internal")),
         subnets4=tuple(s for s in subnets if s and ":" not in s),
         subnets6=tuple(s for s in subnets if ":" in s),
@@ -131,8 +143,10 @@ def _binding(c: Container, port: dict, gw, daemon: Daemon, what: str) -> Binding
     host_ip = str(port.get("IP") or "0.0.0.0")
     try:
         host_port, cport = int(port["PublicPort"]), int(port.get("PrivatePort") or 0)
-    except (TypeError, ValueError, KeyError):
-        raise DecodeError(f"{what}: port entry {port!r} has non-numeric ports") from None
+    except (TypeError, ValueError, KeyError, OverflowError):
+        raise DecodeError(f"{what}: port entry {port!r:.200} has non-numeric ports") from None
+    if not (0 < host_port < 65536 and 0 <= cport < 65536):
+        raise DecodeError(f"{what}: port entry {port!r:.200} has ports out of range")
     family = "ipv6" if ":" in host_ip else "ipv4"
     net_name, ep, net = gw if gw else ("", {}, None)
     cip = str(ep.get("GlobalIPv6Address" if family == "ipv6" else "IPAddress") or "")

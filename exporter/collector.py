@@ -36,11 +36,14 @@ SOURCES = ("docker", "iptables", "ip6tables")
 
 
 def bound(value: str, limit: int = MAX_LABEL) -> str:
+    """At most `limit` characters, and encodable (lone surrogates from JSON become '?')."""
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def port_labels(b) -> list[str]:
-    return [bound(b.container), b.network, b.family, b.protocol, b.host_ip,
+    return [bound(b.container), bound(b.network), b.family, bound(b.protocol), bound(b.host_ip),
             str(b.host_port), str(b.container_port)]  # fmt: skip
 
 
@@ -121,7 +124,7 @@ class SnapshotCollector(Collector):
             b, lv = p.binding, port_labels(p.binding)
             for st in STATES:
                 state.add_metric([*lv, st], 1 if p.verdict.state == st else 0)
-            extra = [b.container_id, b.bridge, b.container_ip, bound(p.verdict.reason)]
+            extra = [bound(v) for v in (b.container_id, b.bridge, b.container_ip, p.verdict.reason)]
             info.add_metric([*lv, *extra], {})
             for e in p.rules:
                 present.add_metric([*lv, e.expected.kind], 1 if e.present else 0)
@@ -141,7 +144,8 @@ class SnapshotCollector(Collector):
         )
         for c in s.containers:
             cinfo.add_metric(
-                [bound(c.name), c.id, bound(c.image), c.compose_project, c.compose_service], {}
+                [bound(v) for v in (c.name, c.id, c.image, c.compose_project, c.compose_service)],
+                {},
             )
         yield cinfo
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
+from .collector import bound
 from .snapshot import Snapshot
 
 
@@ -35,9 +36,9 @@ def fact_metrics(s: Snapshot, mixed: bool) -> Iterator[Metric]:
         info.add_metric(
             [],
             {
-                "version": d.version,
-                "api_version": d.api_version,
-                "firewall_backend": d.firewall_backend,
+                "version": bound(d.version),
+                "api_version": bound(d.api_version),
+                "firewall_backend": bound(d.firewall_backend),
                 "userland_proxy": _flag(d.userland_proxy),
                 "rootless": _flag(d.rootless),
             },

@@ -112,7 +112,7 @@ def parse_version(version: str) -> tuple[int, int, int]:
     core = version.split("+", 1)[0].split("-", 1)[0]
     parts = []
     for piece in core.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
+        digits = "".join(ch for ch in piece if ch in "0123456789")  # not isdigit: "¹"
         parts.append(int(digits) if digits else 0)
     while len(parts) < 3:
         parts.append(0)

@@ -8,6 +8,7 @@ parser as the kernel's, so they compare by `normalize.rule_key`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .docker_model import DESIGN_DNAT, DESIGN_NONE, DESIGN_ROUTED, Binding, Daemon, Network
 from .iptsave import parse_rule_tokens
@@ -34,6 +35,7 @@ class Expected:
         return self.display or f"-t {self.table} {self.text}"
 
 
+@lru_cache(maxsize=1 << 16)  # every refresh expects (mostly) the same rules again
 def make(kind: str, family: str, table: str, text: str, bridge: str = "") -> Expected:
     tokens = text.split()
     conds, target, topts, goto = parse_rule_tokens(tokens[2:])

@@ -150,7 +150,9 @@ def _append(b: _Builder, no: int, line: str) -> None:
     chain = tokens[1]
     rules = b.tables[b.table].get(chain)
     if rules is None:
-        b.error(no, line, "rule for an undeclared chain", chain)
+        # *-save declares every chain first: this line, or its chain name, is garbled, and the
+        # rule may belong to any chain of the table (a stale DNAT of DOCKER, say): table-level.
+        b.error(no, line, f"rule for an undeclared chain {chain[:40]!r}: the table is corrupt")
         rules = b.tables[b.table].setdefault(chain, [])
         b.policies[b.table].setdefault(chain, None)
     try:
@@ -174,6 +176,9 @@ _ESCAPE = re.compile(r'\\([\\"])')
 
 def _tokens(line: str) -> list[str]:
     if '"' in line or "'" in line or "\\" in line:
+        simple = _quoted_words(line)
+        if simple is not None:
+            return simple
         if _SIMPLE_QUOTING.fullmatch(line):  # shlex is slow: kube-proxy quotes every comment
             return [_ESCAPE.sub(r"\1", q) if w == "" else w for q, w in _WORD.findall(line)]
         try:
@@ -181,6 +186,27 @@ def _tokens(line: str) -> list[str]:
         except ValueError as exc:
             raise ValueError(f"unbalanced quoting ({exc})") from None
     return line.split()
+
+
+def _quoted_words(line: str) -> list[str] | None:
+    """Words of a line whose only quoting is whole "double-quoted" words without escapes (how
+    iptables-save prints comments); None for anything else."""
+    if "'" in line or "\\" in line:
+        return None
+    parts = line.split('"')
+    last = len(parts) - 1
+    if last % 2:
+        return None  # an unbalanced quote
+    words = parts[0].split()
+    for i in range(1, last, 2):
+        before, after = parts[i - 1], parts[i + 1]
+        if not (before[-1:].isspace() or (i == 1 and not before)):
+            return None  # glued to the word before it: let shlex decide
+        if not (after[:1].isspace() or (i + 1 == last and not after)):
+            return None
+        words.append(parts[i])
+        words += after.split()
+    return words
 
 
 _TARGETS = {"-j": False, "--jump": False, "-g": True, "--goto": True}  # → goto?

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
+from .analysis import analyse
+from .lazysave import rule_errors
 from .snapshot import Snapshot, build
 from .sources.docker_api import DEFAULT_HOST, DockerError, read_docker
 from .sources.hostnet import host_addresses
@@ -24,7 +26,49 @@ class RefreshOptions:
     clients: tuple[tuple[str, str], ...] = ()  # (family, address) of the modelled client
 
 
-def take_snapshot(opts: RefreshOptions, clock=time.time) -> Snapshot:
+class RefreshCache:
+    """What the last refresh read and worked out. A `*-save` text byte-identical to the last
+    one gives back the same Ruleset (a changed one reuses its unchanged chains), and when the
+    Docker state, those Rulesets and everything else analysis reads are all the same as last
+    time, the last Analysis is served again. Keys are the inputs themselves, compared whole."""
+
+    def __init__(self) -> None:
+        self.saves: dict[str, dict] = {"ipv4": {}, "ipv6": {}}  # family → backend → (text, rs)
+        self.last: tuple | None = None  # (inputs, Analysis)
+
+    def analyse(self, state, rules, host_addrs, clients, timings=None):
+        inputs = (state, rules, host_addrs, clients)
+        if self.last is not None and _same_inputs(self.last[0], inputs):
+            return self.last[1]
+        result = analyse(state, rules, host_addrs, clients, timings)
+        self.last = (inputs, result)
+        return result
+
+
+def _same_inputs(old: tuple, new: tuple) -> bool:
+    (s0, r0, a0, c0), (s1, r1, a1, c1) = old, new
+    if a0 != a1 or c0 != c1 or r0.keys() != r1.keys():
+        return False
+    for family, fr in r1.items():
+        was = r0[family]
+        same = len(was.rulesets) == len(fr.rulesets) and all(
+            x is y for x, y in zip(was.rulesets, fr.rulesets, strict=True)
+        )  # identity: the same object only comes back for an identical text
+        if not same or (was.error, was.nft_error, was.forwarding) != (
+            fr.error, fr.nft_error, fr.forwarding
+        ):  # fmt: skip
+            return False
+    return s0 == s1
+
+
+CACHE = RefreshCache()  # the service's refreshes run one at a time
+
+
+def take_snapshot(
+    opts: RefreshOptions, clock=time.time, cache: RefreshCache | None = CACHE
+) -> Snapshot:
+    """`cache`: reuse what the last refresh with the same cache parsed and analysed (None:
+    compute everything anew)."""
     started, t0 = clock(), time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -40,8 +84,10 @@ def take_snapshot(opts: RefreshOptions, clock=time.time) -> Snapshot:
         raw = timed("docker", read_docker, opts.docker_host, opts.docker_timeout, opts.host_root)
     except DockerError as exc:
         docker_error = str(exc)
+    iptc = opts.reader == "iptc"
+    last = cache.saves if cache is not None else {}
     reads = {
-        fam: timed(f"rules_{fam}", read_family, fam, opts.command_timeout, opts.reader == "iptc")
+        fam: timed(f"rules_{fam}", read_family, fam, opts.command_timeout, iptc, last.get(fam))
         for fam in ("ipv4", "ipv6")
     }
     # Native nftables tables (Docker 29's nftables backend, any other firewall's): every family's
@@ -65,9 +111,28 @@ def take_snapshot(opts: RefreshOptions, clock=time.time) -> Snapshot:
         host_error,
         warnings,
         dict(opts.clients) or None,
+        timings,
+        cache.analyse if cache is not None else analyse,
     )
     timings["analyse"] = time.perf_counter() - t
-    return replace(snap, duration_seconds=time.perf_counter() - t0, timings=timings)
+    late = _rule_warnings(reads)
+    return replace(
+        snap,
+        duration_seconds=time.perf_counter() - t0,
+        timings=timings,
+        warnings=snap.warnings + late,
+    )
+
+
+def _rule_warnings(reads) -> tuple[str, ...]:
+    """Rules found unreadable while analysis read their chains (lazysave), 5 per ruleset as
+    read_family reports the others."""
+    out = []
+    for fam, r in reads.items():
+        for rs in r.rules.rulesets:
+            room = max(0, 5 - len(rs.errors))
+            out += [f"{fam} {rs.backend}: {e}" for e in rule_errors(rs)[:room]]
+    return tuple(out)
 
 
 def _host_facts(opts: RefreshOptions, raw):

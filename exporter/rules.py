@@ -90,8 +90,14 @@ class Ruleset:
         return self.tables.get(name)
 
     def rule_count(self) -> int:
-        return sum(len(c.rules) for t in self.tables.values() for c in t.chains.values())
+        return sum(_count(t.chains) for t in self.tables.values())
 
     def has_chain(self, table: str, chain: str) -> bool:
         t = self.tables.get(table)
         return t is not None and chain in t.chains
+
+
+def _count(chains) -> int:
+    """Rules in a table's chains; a lazily parsed table (lazysave) counts them unparsed."""
+    counter = getattr(chains, "rule_count", None)
+    return counter() if counter else sum(len(c.rules) for c in chains.values())

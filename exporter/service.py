@@ -20,6 +20,7 @@ from .web.app import make_app
 from .web.webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger("docker_nat_exporter")
+KEEPALIVE_TIMEOUT = 15.0  # seconds; aiohttp's run_app default is 75
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,9 @@ def run_service(ns, opts: RefreshOptions) -> int:
             print=None,
             access_log=None,
             handle_signals=True,
+            # also bounds a client trickling its request headers: aiohttp closes a connection
+            # still waiting for a complete request this long after it opened (or went idle)
+            keepalive_timeout=KEEPALIVE_TIMEOUT,
         )
     except OSError as exc:
         raise ConfigError(f"--web.listen-address: cannot listen: {exc.strerror or exc}") from None

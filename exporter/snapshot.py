@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +55,13 @@ def build(
     host_error: str = "",
     warnings: tuple[str, ...] = (),
     clients: dict[str, str] | None = None,
+    timings: dict[str, float] | None = None,
+    analyse_fn=analyse,
 ) -> Snapshot:
-    """Decode and analyse. `docker_raw` is a sources.docker_api.DockerRaw or None on failure."""
+    """Decode and analyse. `docker_raw` is a sources.docker_api.DockerRaw or None on failure.
+    `timings`, when given, gets the seconds spent per step ("decode", then analyse's);
+    `analyse_fn` stands in for analysis.analyse (refresh passes a memoised one)."""
+    started = time.perf_counter()
     state: DockerState | None = None
     if docker_raw is not None:
         try:
@@ -85,9 +91,11 @@ def build(
         host=host,
         warnings=warnings,
     )
+    if timings is not None:
+        timings["decode"] = time.perf_counter() - started
     if state is None:
         return Snapshot(**base)
-    a: Analysis = analyse(state, rules, host_addrs, clients)
+    a: Analysis = analyse_fn(state, rules, host_addrs, clients, timings)
     return Snapshot(
         **base,
         daemon=state.daemon,

@@ -67,181 +67,155 @@ PROXY_OFF = web_doc(False)
 PROXY_UNKNOWN = web_doc(None)
 DNAT_BY = "DNAT by nat/DOCKER #2, accepted by filter/DOCKER #1"
 
-# (id, rules, docker state (None: web_doc()), kwargs, state, substrings of the reason)
+
+def case(name: str, text: str, state: str, *reason: str, doc: dict | None = None, **kw):
+    """One row: web's port against `text` (docker state `doc`, default web_doc()) must be in
+    `state`, with every `reason` fragment in the reason; `kw` goes to analyse_doc."""
+    return pytest.param(text, doc, kw, state, reason, id=name)
+
+
 CASES = [
-    ("baseline", BASE_G27, None, {}, "ok", [DNAT_BY]),
+    case("baseline", BASE_G27, "ok", DNAT_BY),
     # --- nat: first DNAT wins
-    (
-        "stale DNAT after Docker's",
-        insert_after(BASE_G27, DNAT_LINE, STALE_NOBODY),
-        None,
-        {},
-        "ok",
-        [DNAT_BY],
+    case(
+        "stale DNAT after Docker's", insert_after(BASE_G27, DNAT_LINE, STALE_NOBODY), "ok", DNAT_BY
     ),
-    (
+    case(
         "stale DNAT before Docker's, nobody's address",
         insert_before(BASE_G27, DNAT_LINE, STALE_NOBODY),
-        None,
-        {},
         "misrouted",
-        [
-            "nat/DOCKER #2",
-            STALE_NOBODY,
-            "172.17.0.9:80 (no container has it) instead of 172.17.0.2:80",
-        ],
+        "nat/DOCKER #2",
+        STALE_NOBODY,
+        "172.17.0.9:80 (no container has it) instead of 172.17.0.2:80",
     ),
-    (
+    case(
         "stale DNAT before Docker's, another container's address",
         insert_before(BASE_G27, DNAT_LINE, STALE_API),
-        api_doc(),
-        {},
         "misrouted",
-        ["nat/DOCKER #2", "172.17.0.3:80 (container api) instead of 172.17.0.2:80"],
+        "nat/DOCKER #2",
+        "172.17.0.3:80 (container api) instead of 172.17.0.2:80",
+        doc=api_doc(),
     ),
-    (
+    case(
         "stale DNAT in PREROUTING before the jump",
         insert_before(
             BASE_G27,
             PRE_JUMP,
             "-A PREROUTING -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.9.9.9:80",
         ),
-        None,
-        {},
         "misrouted",
-        ["nat/PREROUTING #1", "10.9.9.9:80 (no container has it)"],
+        "nat/PREROUTING #1",
+        "10.9.9.9:80 (no container has it)",
     ),
-    (
+    case(
         "DNAT without a port keeps the host port",
         replace_line(BASE_G27, "--to-destination 172.17.0.2:80", "--to-destination 172.17.0.2"),
-        None,
-        {},
         "misrouted",
-        ["172.17.0.2:8080 (no container has it) instead of 172.17.0.2:80"],
+        "172.17.0.2:8080 (no container has it) instead of 172.17.0.2:80",
     ),
-    (
+    case(
         "DNAT to a range",
         replace_line(
             BASE_G27, "--to-destination 172.17.0.2:80", "--to-destination 172.17.0.2-172.17.0.4:80"
         ),
-        None,
-        {},
         "unknown",
-        ["nat/DOCKER #2", "DNAT destination not understood"],
+        "nat/DOCKER #2",
+        "DNAT destination not understood",
     ),
-    (
+    case(
         "REDIRECT before Docker's DNAT",
         insert_before(
             BASE_G27, DNAT_LINE, "-A DOCKER -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 3128"
         ),
-        None,
-        {},
         "misrouted",
-        ["nat/DOCKER #2", "redirects it to a local port"],
+        "nat/DOCKER #2",
+        "redirects it to a local port",
     ),
     # --- nat DOCKER's RETURN for the bridge
-    ("RETURN -i docker0, client interface unknown", BASE_G27, NO_ADDRS, {}, "ok", [DNAT_BY]),
-    (
+    case("RETURN -i docker0, client interface unknown", BASE_G27, "ok", DNAT_BY, doc=NO_ADDRS),
+    case(
         "RETURN for the client's interface",
         insert_before(BASE_G27, DNAT_LINE, "-A DOCKER -i eth0 -j RETURN"),
-        None,
-        {},
         "proxied",
-        ["no DNAT applies", "docker-proxy serves it"],
+        "no DNAT applies",
+        "docker-proxy serves it",
     ),
-    (
+    case(
         "RETURN for an interface, client interface unknown",
         insert_before(BASE_G27, DNAT_LINE, "-A DOCKER -i eth0 -j RETURN"),
-        NO_ADDRS,
-        {},
         "unknown",
-        ["nat/DOCKER #2 may or may not apply: -i eth0"],
+        "nat/DOCKER #2 may or may not apply: -i eth0",
+        doc=NO_ADDRS,
     ),
     # --- the jump into DOCKER
-    (
+    case(
         "PREROUTING jump missing, proxy on",
         without(BASE_G27, PRE_JUMP),
-        None,
-        {},
         "proxied",
-        [
-            "docker-proxy serves it (userland proxy on)",
-            "the container sees the host",
-            f"expected rule missing: -t nat {PRE_JUMP}",
-        ],
+        "docker-proxy serves it (userland proxy on)",
+        "the container sees the host",
+        f"expected rule missing: -t nat {PRE_JUMP}",
     ),
-    (
+    case(
         "PREROUTING jump missing, proxy off",
         without(BASE_G27, PRE_JUMP),
-        PROXY_OFF,
-        {},
         "unreachable",
-        [
-            "no DNAT applies and the userland proxy is off",
-            "expected rule missing: -t nat -A DOCKER -p tcp",
-        ],
+        "no DNAT applies and the userland proxy is off",
+        "expected rule missing: -t nat -A DOCKER -p tcp",
+        doc=PROXY_OFF,
     ),
-    (
+    case(
         "PREROUTING jump missing, proxy setting unknown",
         without(BASE_G27, PRE_JUMP),
-        PROXY_UNKNOWN,
-        {},
         "unknown",
-        ["userland proxy setting unknown", f"expected rule missing: -t nat {PRE_JUMP}"],
+        "userland proxy setting unknown",
+        f"expected rule missing: -t nat {PRE_JUMP}",
+        doc=PROXY_UNKNOWN,
     ),
-    (
+    case(
         "PREROUTING jump missing, proxy process listens",
         without(BASE_G27, PRE_JUMP),
-        web_doc(None, proxy_argvs=[proxy_argv("tcp", "0.0.0.0", 8080, "172.17.0.2", 80)]),
-        {},
         "proxied",
-        ["docker-proxy listens"],
+        "docker-proxy listens",
+        doc=web_doc(None, proxy_argvs=[proxy_argv("tcp", "0.0.0.0", 8080, "172.17.0.2", 80)]),
     ),
-    (
+    case(
         "PREROUTING jump missing, other ports' proxies listen",
         without(BASE_G27, PRE_JUMP),
-        web_doc(None, proxy_argvs=[proxy_argv("tcp", "0.0.0.0", 9999, "172.17.0.2", 80)]),
-        {},
         "unreachable",
-        ["no docker-proxy process listens on it"],
+        "no docker-proxy process listens on it",
+        doc=web_doc(None, proxy_argvs=[proxy_argv("tcp", "0.0.0.0", 9999, "172.17.0.2", 80)]),
     ),
-    (
+    case(
         "jump only for the host's address",
         replace_line(BASE_G27, PRE_JUMP, f"-A PREROUTING -d {HOST4}/32 -j DOCKER"),
-        None,
-        {},
         "ok",
-        [DNAT_BY],
+        DNAT_BY,
     ),
-    (
+    case(
         "jump only for the host's address, host addresses unknown",
         replace_line(BASE_G27, PRE_JUMP, f"-A PREROUTING -d {HOST4}/32 -j DOCKER"),
-        NO_ADDRS,
-        {},
         "unknown",
-        ["nat/PREROUTING #1 may or may not apply", f"-d {HOST4}/32"],
+        "nat/PREROUTING #1 may or may not apply",
+        f"-d {HOST4}/32",
+        doc=NO_ADDRS,
     ),
     # --- filter FORWARD
-    (
+    case(
         "per-port ACCEPT missing",
         without(BASE_G27, ACCEPT_LINE),
-        None,
-        {},
         "dropped",
-        [
-            "after translation the connection is dropped by filter/FORWARD policy DROP",
-            f"expected rule missing: -t filter {ACCEPT_LINE}",
-        ],
+        "after translation the connection is dropped by filter/FORWARD policy DROP",
+        f"expected rule missing: -t filter {ACCEPT_LINE}",
     ),
-    (
+    case(
         "per-bridge jump missing",
         without(BASE_G27, FWD_JUMP),
-        None,
-        {},
         "dropped",
-        ["filter/FORWARD policy DROP", f"expected rule missing: -t filter {FWD_JUMP}"],
+        "filter/FORWARD policy DROP",
+        f"expected rule missing: -t filter {FWD_JUMP}",
     ),
-    (
+    case(
         "FORWARD policy ACCEPT and no Docker filter rules at all",
         set_policy(
             BASE_G27.split("*filter")[0] + "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n"
@@ -250,250 +224,172 @@ CASES = [
             "FORWARD",
             "ACCEPT",
         ),
-        None,
-        {},
         "ok",
-        ["accepted by filter/FORWARD policy ACCEPT"],
+        "accepted by filter/FORWARD policy ACCEPT",
     ),
-    (
+    case(
         "reply path dropped (-i docker0 ! -o docker0 missing)",
         without(BASE_G27, REPLY_ACCEPT),
-        None,
-        {},
         "dropped",
-        [
-            "the replies are dropped by filter/FORWARD policy DROP",
-            f"expected rule missing: -t filter {REPLY_ACCEPT}",
-        ],
+        "the replies are dropped by filter/FORWARD policy DROP",
+        f"expected rule missing: -t filter {REPLY_ACCEPT}",
     ),
-    (
+    case(
         "docker 28 per-network DROP after a missing per-port ACCEPT",
         insert_after(
             without(BASE_G27, ACCEPT_LINE),
             "-A FORWARD -i docker0 -o docker0 -j ACCEPT",
             "-A DOCKER ! -i docker0 -o docker0 -j DROP",
         ),
-        None,
-        {},
         "dropped",
-        ["dropped by filter/DOCKER #1", "-A DOCKER ! -i docker0 -o docker0 -j DROP"],
+        "dropped by filter/DOCKER #1",
+        "-A DOCKER ! -i docker0 -o docker0 -j DROP",
     ),
     # --- DOCKER-USER
-    (
+    case(
         "DROP in DOCKER-USER",
         user("-j DROP"),
-        None,
-        {},
         "dropped",
-        ["dropped by filter/DOCKER-USER #1 `-A DOCKER-USER -j DROP`"],
+        "dropped by filter/DOCKER-USER #1 `-A DOCKER-USER -j DROP`",
     ),
-    (
+    case(
         "REJECT in DOCKER-USER",
         user("-p tcp -j REJECT --reject-with tcp-reset"),
-        None,
-        {},
         "dropped",
-        ["filter/DOCKER-USER #1", "REJECT"],
+        "filter/DOCKER-USER #1",
+        "REJECT",
     ),
-    ("-s other network, generic client", user("-s 10.0.0.0/8 -j DROP"), None, {}, "ok", [DNAT_BY]),
-    (
+    case("-s other network, generic client", user("-s 10.0.0.0/8 -j DROP"), "ok", DNAT_BY),
+    case(
         "-s other network, that client",
         user("-s 10.0.0.0/8 -j DROP"),
-        None,
-        {"clients": {"ipv4": "10.1.2.3"}},
         "dropped",
-        ["filter/DOCKER-USER #1"],
+        "filter/DOCKER-USER #1",
+        clients={"ipv4": "10.1.2.3"},
     ),
-    (
+    case(
         "! -s allowed network, generic client",
         user("! -s 10.0.0.0/8 -j DROP"),
-        None,
-        {},
         "dropped",
-        ["filter/DOCKER-USER #1"],
+        "filter/DOCKER-USER #1",
     ),
-    (
+    case(
         "! -s allowed network, allowed client: the container's replies are dropped",
         user("! -s 10.0.0.0/8 -j DROP"),
-        None,
-        {"clients": {"ipv4": "10.1.2.3"}},
         "dropped",
-        ["the replies are dropped by filter/DOCKER-USER #1"],
+        "the replies are dropped by filter/DOCKER-USER #1",
+        clients={"ipv4": "10.1.2.3"},
     ),
-    (
+    case(
         "-i ext ! -s allowed network, allowed client",
         user("-i eth0 ! -s 10.0.0.0/8 -j DROP"),
-        None,
-        {"clients": {"ipv4": "10.1.2.3"}},
         "ok",
-        [DNAT_BY],
+        DNAT_BY,
+        clients={"ipv4": "10.1.2.3"},
     ),
-    (
+    case(
         "-i ext ! -s allowed network, generic client",
         user("-i eth0 ! -s 10.0.0.0/8 -j DROP"),
-        None,
-        {},
         "dropped",
-        ["filter/DOCKER-USER #1"],
+        "filter/DOCKER-USER #1",
     ),
-    (
-        "-i client interface",
-        user("-i eth0 -j DROP"),
-        None,
-        {},
-        "dropped",
-        ["filter/DOCKER-USER #1"],
-    ),
-    ("-i other interface", user("-i eth1 -j DROP"), None, {}, "ok", [DNAT_BY]),
-    (
+    case("-i client interface", user("-i eth0 -j DROP"), "dropped", "filter/DOCKER-USER #1"),
+    case("-i other interface", user("-i eth1 -j DROP"), "ok", DNAT_BY),
+    case(
         "! -i client interface hits the replies",
         user("! -i eth0 -j DROP"),
-        None,
-        {},
         "dropped",
-        ["the replies are dropped by filter/DOCKER-USER #1"],
+        "the replies are dropped by filter/DOCKER-USER #1",
     ),
-    (
-        "! -i client interface -o bridge",
-        user("! -i eth0 -o docker0 -j DROP"),
-        None,
-        {},
-        "ok",
-        [DNAT_BY],
-    ),
-    (
-        "-i wildcard matching",
-        user("-i eth+ -j DROP"),
-        None,
-        {},
-        "dropped",
-        ["filter/DOCKER-USER #1"],
-    ),
-    ("-i wildcard not matching", user("-i wlan+ -j DROP"), None, {}, "ok", [DNAT_BY]),
-    (
+    case("! -i client interface -o bridge", user("! -i eth0 -o docker0 -j DROP"), "ok", DNAT_BY),
+    case("-i wildcard matching", user("-i eth+ -j DROP"), "dropped", "filter/DOCKER-USER #1"),
+    case("-i wildcard not matching", user("-i wlan+ -j DROP"), "ok", DNAT_BY),
+    case(
         "-i interface, client interface unknown",
         user("-i eth0 -j DROP"),
-        NO_ADDRS,
-        {},
         "unknown",
-        ["filter/DOCKER-USER #1 may or may not apply: -i eth0"],
+        "filter/DOCKER-USER #1 may or may not apply: -i eth0",
+        doc=NO_ADDRS,
     ),
-    ("-o bridge", user("-o docker0 -j DROP"), None, {}, "dropped", ["filter/DOCKER-USER #1"]),
-    ("-o other bridges wildcard", user("-o br-+ -j DROP"), None, {}, "ok", [DNAT_BY]),
-    (
-        "-d container address",
-        user("-d 172.17.0.2/32 -j DROP"),
-        None,
-        {},
-        "dropped",
-        ["filter/DOCKER-USER #1"],
+    case("-o bridge", user("-o docker0 -j DROP"), "dropped", "filter/DOCKER-USER #1"),
+    case("-o other bridges wildcard", user("-o br-+ -j DROP"), "ok", DNAT_BY),
+    case(
+        "-d container address", user("-d 172.17.0.2/32 -j DROP"), "dropped", "filter/DOCKER-USER #1"
     ),
-    (
+    case(
         "multiport on the container port",
         user("-p tcp -m multiport --dports 80,443 -j DROP"),
-        None,
-        {},
         "dropped",
-        ["filter/DOCKER-USER #1"],
+        "filter/DOCKER-USER #1",
     ),
-    (
+    case(
         "multiport on the host port (FORWARD sees the container port)",
         user("-p tcp -m multiport --dports 8080,8443 -j DROP"),
-        None,
-        {},
         "ok",
-        [DNAT_BY],
+        DNAT_BY,
     ),
-    (
+    case(
         "conntrack NEW dropped",
         user("-m conntrack --ctstate NEW -j DROP"),
-        None,
-        {},
         "dropped",
-        ["filter/DOCKER-USER #1"],
+        "filter/DOCKER-USER #1",
     ),
-    (
-        "conntrack INVALID dropped",
-        user("-m conntrack --ctstate INVALID -j DROP"),
-        None,
-        {},
-        "ok",
-        [DNAT_BY],
+    case(
+        "conntrack INVALID dropped", user("-m conntrack --ctstate INVALID -j DROP"), "ok", DNAT_BY
     ),
-    (
+    case(
         "established accepted, rest dropped",
         user("-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN", "-j DROP"),
-        None,
-        {},
         "dropped",
-        ["filter/DOCKER-USER #2"],
+        "filter/DOCKER-USER #2",
     ),
-    (
+    case(
         "replies dropped by state",
         user("-m state --state ESTABLISHED -j DROP"),
-        None,
-        {},
         "dropped",
-        ["the replies are dropped by filter/DOCKER-USER #1"],
+        "the replies are dropped by filter/DOCKER-USER #1",
     ),
-    (
+    case(
         "addrtype LOCAL does not match forwarded traffic",
         user("-m addrtype --dst-type LOCAL -j DROP"),
-        None,
-        {},
         "ok",
-        [DNAT_BY],
+        DNAT_BY,
     ),
-    (
+    case(
         "rate limit before a DROP",
         user("-m limit --limit 5/sec -j RETURN", "-j DROP"),
-        None,
-        {},
         "unknown",
-        ["filter/DOCKER-USER #1 may or may not apply", "-m limit", "cannot model"],
+        "filter/DOCKER-USER #1 may or may not apply",
+        "-m limit",
+        "cannot model",
     ),
-    (
+    case(
         "rate-limited RETURN at the end changes nothing",
         user("-m limit --limit 5/sec -j RETURN"),
-        None,
-        {},
         "ok",
-        [DNAT_BY],
+        DNAT_BY,
     ),
-    (
+    case(
         "unknown match module",
         user("-m frobnicate --frob 3 -j DROP"),
-        None,
-        {},
         "unknown",
-        ["filter/DOCKER-USER #1 may or may not apply: -m frobnicate --frob 3"],
+        "filter/DOCKER-USER #1 may or may not apply: -m frobnicate --frob 3",
     ),
-    (
+    case(
         "unknown target",
         user("-p tcp -j NFQUEUE --queue-num 1"),
-        None,
-        {},
         "unknown",
-        ["filter/DOCKER-USER #1: target NFQUEUE not understood"],
+        "filter/DOCKER-USER #1: target NFQUEUE not understood",
     ),
-    (
+    case(
         "MARK then a mark match",
         user("-j MARK --set-xmark 0x1/0xffffffff", "-m mark --mark 0x1 -j DROP"),
-        None,
-        {},
         "dropped",
-        ["filter/DOCKER-USER #2"],
+        "filter/DOCKER-USER #2",
     ),
-    (
-        "LOG is not a verdict",
-        user('-j LOG --log-prefix "docker-user: "'),
-        None,
-        {},
-        "ok",
-        [DNAT_BY],
-    ),
+    case("LOG is not a verdict", user('-j LOG --log-prefix "docker-user: "'), "ok", DNAT_BY),
     # --- sub-chains: RETURN, goto, loops
-    (
+    case(
         "RETURN from a sub-chain before its DROP",
         with_chain(
             user("-j FILTERS"),
@@ -502,12 +398,10 @@ CASES = [
             "-A FILTERS -p tcp -j RETURN",
             "-A FILTERS -j DROP",
         ),
-        None,
-        {},
         "ok",
-        [DNAT_BY],
+        DNAT_BY,
     ),
-    (
+    case(
         "DROP in a sub-chain",
         with_chain(
             user("-j FILTERS"),
@@ -516,22 +410,18 @@ CASES = [
             "-A FILTERS -p udp -j RETURN",
             "-A FILTERS -j DROP",
         ),
-        None,
-        {},
         "dropped",
-        ["filter/FILTERS #2"],
+        "filter/FILTERS #2",
     ),
-    (
+    case(
         "goto a chain that falls off: back to FORWARD, Docker's rules apply",
         with_chain(
             user("-p tcp -g FILTERS"), "filter", "FILTERS", "-A FILTERS -s 10.0.0.0/8 -j DROP"
         ),
-        None,
-        {},
         "ok",
-        [DNAT_BY],
+        DNAT_BY,
     ),
-    (
+    case(
         "goto from FORWARD: falling off ends FORWARD (policy DROP)",
         with_chain(
             insert_before(BASE_G27, "-A FORWARD -j DOCKER-USER", "-A FORWARD -p tcp -g FILTERS"),
@@ -539,12 +429,10 @@ CASES = [
             "FILTERS",
             "-A FILTERS -s 10.0.0.0/8 -j DROP",
         ),
-        None,
-        {},
         "dropped",
-        ["filter/FORWARD policy DROP"],
+        "filter/FORWARD policy DROP",
     ),
-    (
+    case(
         "jump (not goto) from FORWARD: falling off continues in FORWARD",
         with_chain(
             insert_before(BASE_G27, "-A FORWARD -j DOCKER-USER", "-A FORWARD -p tcp -j FILTERS"),
@@ -552,85 +440,65 @@ CASES = [
             "FILTERS",
             "-A FILTERS -s 10.0.0.0/8 -j DROP",
         ),
-        None,
-        {},
         "ok",
-        [DNAT_BY],
+        DNAT_BY,
     ),
-    (
+    case(
         "jump loop",
         with_chain(user("-j LOOP"), "filter", "LOOP", "-A LOOP -j DOCKER-USER"),
-        None,
-        {},
         "unknown",
-        ["too deep"],
+        "too deep",
     ),
     # --- raw and INPUT
-    (
+    case(
         "raw PREROUTING drops the port",
         append_rules(BASE_G27, "raw", "-A PREROUTING -p tcp -m tcp --dport 8080 -j DROP"),
-        None,
-        {},
         "dropped",
-        ["the connection is dropped by raw/PREROUTING #1"],
+        "the connection is dropped by raw/PREROUTING #1",
     ),
-    (
+    case(
         "raw PREROUTING drops another port",
         append_rules(BASE_G27, "raw", "-A PREROUTING -p tcp -m tcp --dport 8081 -j DROP"),
-        None,
-        {},
         "ok",
-        [DNAT_BY],
+        DNAT_BY,
     ),
-    (
+    case(
         "raw PREROUTING drops the container's replies",
         append_rules(BASE_G27, "raw", "-A PREROUTING -i docker0 -p tcp -j DROP"),
-        None,
-        {},
         "dropped",
-        ["the container's replies are dropped by raw/PREROUTING #1"],
+        "the container's replies are dropped by raw/PREROUTING #1",
     ),
-    (
+    case(
         "raw NOTRACK is not a verdict",
         append_rules(BASE_G27, "raw", "-A PREROUTING -p tcp -j CT --notrack"),
-        None,
-        {},
         "ok",
-        [DNAT_BY],
+        DNAT_BY,
     ),
-    (
+    case(
         "INPUT drop does not touch the DNAT path",
         append_rules(BASE_G27, "filter", "-A INPUT -p tcp -m tcp --dport 8080 -j DROP"),
-        None,
-        {},
         "ok",
-        [DNAT_BY],
+        DNAT_BY,
     ),
-    (
+    case(
         "INPUT drop on the proxied path",
         append_rules(
             without(BASE_G27, DNAT_LINE), "filter", "-A INPUT -p tcp -m tcp --dport 8080 -j DROP"
         ),
-        None,
-        {},
         "dropped",
-        ["the untranslated connection is dropped by filter/INPUT #1"],
+        "the untranslated connection is dropped by filter/INPUT #1",
     ),
-    (
+    case(
         "INPUT policy DROP on the proxied path",
         set_policy(without(BASE_G27, DNAT_LINE), "filter", "INPUT", "DROP"),
-        None,
-        {},
         "dropped",
-        ["the untranslated connection is dropped by filter/INPUT policy DROP"],
+        "the untranslated connection is dropped by filter/INPUT policy DROP",
     ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "text", "doc", "kw", "state", "reason"), CASES, ids=[c[0] for c in CASES]
-)
-def test_truth_table(case, text, doc, kw, state, reason):
+@pytest.mark.parametrize(("text", "doc", "kw", "state", "reason"), CASES)
+def test_truth_table(text, doc, kw, state, reason):
     v = web_verdict(text, doc, **kw)
     assert v.state == state, v
     for part in reason:

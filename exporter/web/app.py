@@ -22,6 +22,7 @@ from .security import security_middleware
 from .webconfig import WebConfig
 
 HOLDER = web.AppKey("holder", object)
+MAX_BODY = 4096
 
 
 class Renderer:
@@ -64,6 +65,14 @@ def limit_middleware(max_requests: int):
     return middleware
 
 
+@web.middleware
+async def body_limit_middleware(request: web.Request, handler):
+    # nothing here reads a body, so aiohttp's client_max_size alone would never refuse one
+    if (request.content_length or 0) > MAX_BODY:
+        return web.Response(status=413, text="request body too large\n")
+    return await handler(request)
+
+
 def make_app(
     holder,
     registry: CollectorRegistry,
@@ -73,8 +82,12 @@ def make_app(
     cleanup: Callable | None = None,
 ) -> web.Application:
     app = web.Application(
-        middlewares=[limit_middleware(max_requests), security_middleware(web_config)],
-        client_max_size=4096,
+        middlewares=[
+            body_limit_middleware,
+            limit_middleware(max_requests),
+            security_middleware(web_config),
+        ],
+        client_max_size=MAX_BODY,
     )
     app[HOLDER] = holder
     renderer = Renderer(registry, holder)
@@ -109,8 +122,13 @@ def make_app(
     return app
 
 
+def _escape(text: str) -> str:
+    # lone surrogates (JSON allows them) cannot be sent as UTF-8: they become "?"
+    return html.escape(text).encode("utf-8", "replace").decode("utf-8")
+
+
 def status_page(s, telemetry_path: str) -> str:
-    e = html.escape
+    e = _escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>docker-nat-exporter</title>",
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
