@@ -10,18 +10,10 @@ import sys
 import uuid
 
 import pytest
+from corefix import BASE_G27
 from util import require_or_skip
 
-LEGACY_DOCKER = """*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-:DOCKER - [0:0]
--A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
--A DOCKER ! -i docker0 -p tcp -m tcp --dport 18080 -j DNAT --to-destination 172.17.0.2:80
-COMMIT
-"""
+LEGACY_DOCKER = BASE_G27  # Docker 20.10's rules, loaded into the legacy backend
 READ = (
     "import json; from exporter.sources.iptables import read_family; r = read_family('ipv4', 10)"
     "; print(json.dumps({'error': r.rules.error, 'rulesets': len(r.rules.rulesets)}))"
