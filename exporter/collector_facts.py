@@ -23,6 +23,14 @@ def fact_metrics(s: Snapshot, mixed: bool) -> Iterator[Metric]:
     for backend, family, n in s.backend_rules:
         rules.add_metric([backend, family], n)
     yield rules
+    errors = GaugeMetricFamily(
+        "docker_nat_rule_parse_errors",
+        "Lines of the rule listings the exporter could not read; paths through them are unknown.",
+        labels=["backend", "family"],
+    )
+    for backend, family, n in s.parse_errors:
+        errors.add_metric([backend, family], n)
+    yield errors
     yield GaugeMetricFamily(
         "docker_nat_iptables_backends_mixed",
         "1 when both the nf_tables and the legacy backend hold rules.",

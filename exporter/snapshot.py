@@ -31,6 +31,7 @@ class Snapshot:
     bridge_rules: tuple[Evidence, ...] = ()
     stale: tuple[StaleRule, ...] = ()
     backend_rules: tuple[tuple[str, str, int], ...] = ()  # (backend, family, rules)
+    parse_errors: tuple[tuple[str, str, int], ...] = ()  # (backend, family, unreadable lines)
     docker_backends: tuple[tuple[str, str], ...] = ()  # (family, backend) holding nat DOCKER
     host: Any = None  # exporter.hostfacts HostFacts, when read
     warnings: tuple[str, ...] = ()
@@ -87,6 +88,7 @@ def build(
         duration_seconds=0.0,
         sources=tuple(sources),
         backend_rules=counts,
+        parse_errors=_parse_errors(rules),
         docker_backends=docker_backends,
         host=host,
         warnings=warnings,
@@ -105,6 +107,15 @@ def build(
         bridge_rules=a.bridge_rules,
         stale=a.stale,
     )
+
+
+def _parse_errors(rules: dict[str, FamilyRules]) -> tuple[tuple[str, str, int], ...]:
+    out: dict[tuple[str, str], int] = {}
+    for family, fr in sorted(rules.items()):
+        for rs in fr.rulesets:
+            backend = "nftables" if is_native(rs) else rs.backend
+            out[(backend, family)] = out.get((backend, family), 0) + len(rs.errors)
+    return tuple((b, f, n) for (b, f), n in out.items())
 
 
 def _backend_facts(rules: dict[str, FamilyRules]):
