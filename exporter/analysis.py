@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from . import expected as exp
 from .docker_model import DESIGN_DNAT, DESIGN_ROUTED, Binding, DockerState
+from .lazysave import derived
 from .matching import REMOTE, Env
 from .normalize import norm_addr, norm_proto, rule_key
 from .rules import Rule, Ruleset
@@ -65,10 +66,18 @@ class _Present:
     def __call__(self, e: exp.Expected) -> bool:
         keys = self.cache.get((e.table, e.chain))
         if keys is None:
-            keys = self.cache[(e.table, e.chain)] = {
-                rule_key(r) for rs in self.rulesets for r in _chain_rules(rs, e.table, e.chain)
-            }
+            keys = self.cache[(e.table, e.chain)] = set().union(
+                *(_chain_keys(rs, e.table, e.chain) for rs in self.rulesets)
+            )
         return e.key in keys
+
+
+def _chain_keys(rs: Ruleset, table: str, chain: str) -> frozenset:
+    t = rs.tables.get(table)
+    if t is None:
+        return frozenset()
+    keys = derived(t.chains, chain, "keys", lambda c: frozenset(map(rule_key, c.rules)))
+    return keys or frozenset()
 
 
 def _chain_rules(rs: Ruleset, table: str, chain: str) -> tuple[Rule, ...]:
@@ -119,12 +128,13 @@ def analyse(
     ]
     lap("expect")
     shared = jumps + bridge_rules
+    probes = _Probes(host_addrs, env)
     for b, own in zip(state.bindings, evidence, strict=True):
         fam_ok = b.family in readable
         rs = indexed.get(b.family) if fam_ok else None
         client = (clients or {}).get(b.family, REMOTE)
         fwd = rules[b.family].forwarding if fam_ok else None
-        v = judge(b, state.daemon, rs, env, _probes(b, host_addrs, env), owners, client, fwd)
+        v = judge(b, state.daemon, rs, env, probes(b), owners, client, fwd)
         if b.family in nft_unread and b.design in _RULED:
             v = Verdict("unknown", f"nftables firewall backend: {nft_unread[b.family]}")
         ports.append(PortReport(b, _with_missing(v, b, own, shared), own))
@@ -157,6 +167,20 @@ def _env(state: DockerState) -> Env:
         "docker-ext-bridges-v6": tuple(ipaddress.ip_network(s) for n in ext for s in n.subnets6),
     }
     return Env(frozenset(n.bridge for n in state.networks if n.bridge), sets)
+
+
+class _Probes:
+    """`_probes` with the host's external addresses sorted out once per family, not per port."""
+
+    def __init__(self, host_addrs, env: Env) -> None:
+        self.host_addrs, self.env, self.usable = host_addrs, env, {}
+
+    def __call__(self, b: Binding) -> list[Probe]:
+        if not b.wildcard:
+            return _probes(b, self.host_addrs, self.env)
+        if b.family not in self.usable:
+            self.usable[b.family] = _probes(b, self.host_addrs, self.env)
+        return self.usable[b.family]
 
 
 def _probes(b: Binding, host_addrs, env: Env) -> list[Probe]:
@@ -215,7 +239,8 @@ def _stale(fr: FamilyRules, bindings: tuple[Binding, ...]) -> list[StaleRule]:
 
 def _port_cond(r: Rule) -> tuple[str, int] | None:
     proto = next((norm_proto(c.values[0]) for c in r.conds if c.option == "-p"), None)
-    port = next((c.values[0] for c in r.conds if c.option == "--dport" and not c.negated), None)
+    dports = (c for c in r.conds if c.option == "--dport" and not c.negated and c.values)
+    port = next((c.values[0] for c in dports), None)
     return (proto, int(port)) if proto and port and port.isdigit() else None
 
 

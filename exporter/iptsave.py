@@ -23,6 +23,8 @@ CORE_OPTIONS = {
     "-o": "-o", "--out-interface": "-o",
 }  # fmt: skip
 NO_VALUE_CORE = {"-f", "--fragment"}
+PORT_OPTIONS = {"--dport", "--sport", "--destination-port", "--source-port", "--dports",
+                "--sports", "--destination-ports", "--source-ports", "--ports"}  # fmt: skip
 INCOMPATIBLE = "is incompatible"
 
 
@@ -257,6 +259,8 @@ def parse_rule_tokens(tokens: list[str]):
         else:
             if not module:
                 raise ValueError(f"option {tok} outside a match module")
+            if not values and tok in PORT_OPTIONS:  # never printed so: a garbled line
+                raise ValueError(f"{tok} without a port")
             conds.append(_cond(tok, values, negate, module))
         negate = False
     if negate:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 from . import iptsave
 from .iptsave import INCOMPATIBLE, ParseError
@@ -28,6 +29,7 @@ from .rules import Chain, Cond, Rule, Ruleset, Table
 _ODD_LINE = re.compile(
     r"\n(?:(?![-:*#]|COMMIT(?:\n|\Z)|\n|\Z)|-(?!A )|:(?!\S+ \S)|\*(?![A-Za-z_]\w*\n))"
 )
+T = TypeVar("T")
 _DECLARED = re.compile(r"\n:(\S+) ")
 _RULE_CHAIN = re.compile(r"\n-A (\S+)")
 
@@ -43,8 +45,9 @@ class LazyChains(Mapping):
         self.first_line = first_line  # the line number of `*table`
         self.family, self.backend = family, backend
         # Only the last refresh's parsed chains, never its own `previous`: no chain of history.
-        self._old = (previous.parsed, previous.lines, {e.chain for e in previous.errors}) if (
-            previous is not None) else ({}, {}, set())  # fmt: skip
+        self._old = (previous.parsed, previous.lines, {e.chain for e in previous.errors},
+                     previous.memo) if previous is not None else ({}, {}, set(), {})  # fmt: skip
+        self.memo: dict[str, dict[str, object]] = {}  # chain → what `derived` computed from it
         self.parsed: dict[str, Chain] = {}
         self.lines: dict[str, list[str]] = {}  # chain → its rule lines, for reuse next time
         self.errors: list[ParseError] = []  # rule-level errors of the chains parsed so far
@@ -91,11 +94,12 @@ class LazyChains(Mapping):
         if not declared:
             return None
         lines = self._rule_lines(name)
-        old_parsed, old_lines, old_bad = self._old
+        old_parsed, old_lines, old_bad, old_memo = self._old
         chain = old_parsed.get(name)
         unchanged = chain is not None and chain.policy == policy and old_lines.get(name) == lines
         if unchanged and name not in old_bad:
             self.parsed[name], self.lines[name] = chain, lines
+            self.memo[name] = old_memo.get(name, {})
             return chain
         chain = Chain(name, policy, self._parse(name, lines))
         self.parsed[name], self.lines[name] = chain, lines
@@ -170,6 +174,18 @@ def parse_save_lazy(
         chains = LazyChains(name, text, span, first_line, family, backend, prev)
         out[name] = Table(name, chains)
     return Ruleset(family, backend, out, ())
+
+
+def derived(chains: Mapping, name: str, kind: str, make: Callable[[Chain], T]) -> T | None:
+    """`make(chain)` for the chain called `name` (None when there is none), computed once per
+    chain of a lazily parsed table and kept across refreshes while the chain is unchanged."""
+    chain = chains.get(name)
+    if chain is None or not isinstance(chains, LazyChains):
+        return None if chain is None else make(chain)
+    memo = chains.memo.setdefault(name, {})
+    if kind not in memo:
+        memo[kind] = make(chain)
+    return memo[kind]  # type: ignore[return-value]
 
 
 def rule_errors(rs: Ruleset) -> tuple[ParseError, ...]:

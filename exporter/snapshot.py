@@ -9,6 +9,7 @@ from typing import Any
 from .analysis import Analysis, Evidence, FamilyRules, PortReport, StaleRule, analyse
 from .docker_decode import DecodeError, decode_state
 from .docker_model import Container, Daemon, DockerState
+from .lazysave import rule_errors
 from .nftjson import is_native, native_rule_count
 
 
@@ -88,7 +89,6 @@ def build(
         duration_seconds=0.0,
         sources=tuple(sources),
         backend_rules=counts,
-        parse_errors=_parse_errors(rules),
         docker_backends=docker_backends,
         host=host,
         warnings=warnings,
@@ -96,7 +96,7 @@ def build(
     if timings is not None:
         timings["decode"] = time.perf_counter() - started
     if state is None:
-        return Snapshot(**base)
+        return Snapshot(**base, parse_errors=_parse_errors(rules))
     a: Analysis = analyse_fn(state, rules, host_addrs, clients, timings)
     return Snapshot(
         **base,
@@ -106,6 +106,7 @@ def build(
         jumps=a.jumps,
         bridge_rules=a.bridge_rules,
         stale=a.stale,
+        parse_errors=_parse_errors(rules),  # after the analysis: it reads chains lazily
     )
 
 
@@ -114,7 +115,8 @@ def _parse_errors(rules: dict[str, FamilyRules]) -> tuple[tuple[str, str, int], 
     for family, fr in sorted(rules.items()):
         for rs in fr.rulesets:
             backend = "nftables" if is_native(rs) else rs.backend
-            out[(backend, family)] = out.get((backend, family), 0) + len(rs.errors)
+            n = len(rs.errors) + len(rule_errors(rs))  # rule_errors: chains read lazily so far
+            out[(backend, family)] = out.get((backend, family), 0) + n
     return tuple((b, f, n) for (b, f), n in out.items())
 
 

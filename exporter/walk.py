@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .lazysave import derived
 from .matching import LOCAL, MAYBE, NO, Env, Packet, rule_match
 from .normalize import norm_addr, norm_proto
 from .rules import Rule, Ruleset
@@ -35,7 +36,7 @@ class IndexedChain:
     (protocol, destination port), output or input interface. `candidates` returns, in order,
     the rules that can match a packet: the unbucketed ones and those of its buckets."""
 
-    __slots__ = ("by_dst", "by_iif", "by_oif", "by_port", "generic", "rules")
+    __slots__ = ("by_dst", "by_iif", "by_oif", "by_port", "generic", "memo", "rules")
 
     def __init__(self, rules: tuple[Rule, ...]) -> None:
         self.rules = rules
@@ -44,6 +45,7 @@ class IndexedChain:
         self.by_port: dict[tuple[str, int], list[int]] = {}
         self.by_oif: dict[str, list[int]] = {}
         self.by_iif: dict[str, list[int]] = {}
+        self.memo: dict[tuple, tuple[Rule, ...]] = {}  # candidates per packet key
         buckets = {"dst": self.by_dst, "port": self.by_port, "oif": self.by_oif, "iif": self.by_iif}
         for i, r in enumerate(rules):
             kind, key = _index_key(r)
@@ -52,7 +54,16 @@ class IndexedChain:
             else:
                 buckets[kind].setdefault(key, []).append(i)
 
-    def candidates(self, p: Packet) -> list[Rule]:
+    def candidates(self, p: Packet) -> tuple[Rule, ...]:
+        key = (p.dst, p.proto, p.dport, p.oif, p.iif)  # all that the buckets look at
+        hit = self.memo.get(key)
+        if hit is None:
+            if len(self.memo) >= 16384:  # an index lives as long as its chain is unchanged
+                self.memo.clear()
+            hit = self.memo[key] = self._candidates(p)
+        return hit
+
+    def _candidates(self, p: Packet) -> tuple[Rule, ...]:
         extra: list[int] = []
         _pick(extra, self.by_dst, None if p.dst == LOCAL else p.dst)  # LOCAL: any of them
         if p.dport is None:
@@ -62,7 +73,7 @@ class IndexedChain:
         _pick(extra, self.by_oif, p.oif)
         _pick(extra, self.by_iif, p.iif)
         hits = sorted([*self.generic, *extra]) if extra else self.generic
-        return [self.rules[i] for i in hits]
+        return tuple(self.rules[i] for i in hits)
 
 
 def _pick(extra: list[int], bucket: dict, value) -> None:
@@ -87,7 +98,7 @@ def _index_key(r: Rule):
             a = norm_addr(c.values[0])
             if a.endswith("/32") or a.endswith("/128"):
                 dst = a.rsplit("/", 1)[0]
-        elif o in ("--dport", "--destination-port") and c.values[0].isdigit():
+        elif o in ("--dport", "--destination-port") and c.values and c.values[0].isdigit():
             port = int(c.values[0])
         elif o == "-o" and not c.values[0].endswith("+"):
             oif = c.values[0]
@@ -117,10 +128,13 @@ class IndexedRuleset:
         idx = self._idx.get(key)
         if idx is None:
             t = self.rs.tables.get(table)
-            ch = t.chains.get(name) if t else None
-            if ch is None:
+            if t is None:
                 return None
-            idx = self._idx[key] = IndexedChain(ch.rules)
+            # kept with the chain while its text is unchanged (lazysave), else built here
+            idx = derived(t.chains, name, "index", lambda ch: IndexedChain(ch.rules))
+            if idx is None:
+                return None
+            self._idx[key] = idx
         return idx
 
 
@@ -159,7 +173,7 @@ class Walker:
                 result = o
         return result
 
-    def run(self, irs, table: str, rules: list[Rule], i: int, p: Packet, depth: int) -> Outcome:
+    def run(self, irs, table: str, rules, i: int, p: Packet, depth: int) -> Outcome:
         while i < len(rules):
             r = rules[i]
             i += 1

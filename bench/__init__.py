@@ -1,0 +1,1 @@
+"""Benchmark harness for docker-nat-exporter: `python -m bench --help` (docs/performance.md)."""

@@ -1,0 +1,197 @@
+"""One size, measured in-process inside the namespace that holds its rules (run by bench.run):
+
+    nsenter --net=/run/netns/NS python -m bench.worker --docker-host unix://SOCK [--repeat 3]
+
+Prints one JSON object: the floor (each `*-save` command and the Docker API calls alone), full
+refreshes (cold: nothing cached; warm: nothing changed; changed: one DNAT rule deleted), and
+the refresh's own work split into steps, each timed alone (min of --repeat runs).
+Works against an older exporter tree too (PYTHONPATH): missing pieces are reported as null.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from collections import Counter
+
+from exporter import expected
+from exporter.analysis import FamilyRules, analyse
+from exporter.docker_decode import decode_state
+from exporter.iptsave import parse_save
+from exporter.refresh import RefreshOptions, take_snapshot
+from exporter.sources import iptables as ipt
+from exporter.sources.docker_api import client, read_docker
+from exporter.sources.hostnet import host_addresses
+from exporter.sources.run import run
+
+try:  # this tree's optimisations (absent from the baseline tree)
+    from exporter.lazysave import parse_save_lazy
+    from exporter.refresh import RefreshCache
+except ImportError:
+    parse_save_lazy = RefreshCache = None
+
+
+def best(fn, repeat: int):
+    """(min seconds, result of the fastest run)."""
+    out = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        r = fn()
+        took = time.perf_counter() - t
+        if out is None or took < out[0]:
+            out = (took, r)
+    return out
+
+
+def save_tools() -> list[list[str]]:
+    """The `*-save` commands a refresh runs here (as sources.iptables decides)."""
+    tools = []
+    for fam in ("ipv4", "ipv6"):
+        nft = ipt._tool(fam, "nf_tables")
+        if nft:
+            tools.append([nft])
+        if ipt.legacy_tables(fam) and ipt._tool(fam, "legacy"):
+            tools.append([ipt._tool(fam, "legacy")])
+    return tools
+
+
+def docker_calls(host: str) -> None:
+    api = client(host, 30)
+    try:
+        api.containers(), api.networks(), api.info(), api.version()
+    finally:
+        api.close()
+
+
+def refresh(opts, cache, cold: bool = False) -> tuple[float, dict, object]:
+    if cold and hasattr(expected.make, "cache_clear"):
+        expected.make.cache_clear()
+    kwargs = {"cache": cache} if RefreshCache is not None else {}
+    t = time.perf_counter()
+    snap = take_snapshot(opts, **kwargs)
+    return time.perf_counter() - t, dict(snap.timings), snap
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docker-host", required=True)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--backend", default="nft", choices=("nft", "legacy"))
+    a = ap.parse_args()
+    out: dict = {"lazy": parse_save_lazy is not None}
+    tools = save_tools()
+    out["floor_save"] = {t[0]: best(lambda t=t: run(t, 60), a.repeat)[0] for t in tools}
+    docker_calls(a.docker_host)  # the SDK's import is paid once per process, not per refresh
+    out["floor_docker"] = best(lambda: docker_calls(a.docker_host), a.repeat)[0]
+    opts = RefreshOptions(docker_host=a.docker_host, host_facts=False, command_timeout=60)
+    fresh = (lambda: RefreshCache()) if RefreshCache else (lambda: None)
+    runs = [refresh(opts, fresh(), cold=True) for _ in range(a.repeat)]
+    total, timings, snap = min(runs, key=lambda r: r[0])
+    out["cold"] = {"total": total, "timings": timings}
+    out["states"] = dict(Counter(p.verdict.state for p in snap.ports))
+    out["bindings"] = len(snap.ports)
+    out["rules"] = {f"{b} {f}": n for b, f, n in snap.backend_rules}
+    out["stale"] = len(snap.stale)
+    out["warnings"] = list(snap.warnings)[:5]
+    cache = fresh()
+    refresh(opts, cache)
+    out["warm"] = dict(zip(("total", "timings"), min((refresh(opts, cache)[:2] for _ in range(a.repeat)), key=lambda r: r[0]), strict=True))  # fmt: skip
+    out["stages"] = stages(a, snap)
+    out["changed"] = changed(a, opts, cache)
+    json.dump(out, sys.stdout)
+
+
+def stages(a, snap) -> dict:
+    """Each step of a cold refresh alone: parse (split + the chains analysis reads), decode,
+    expect, evaluate, stale, render (+ gzip as Prometheus asks for it)."""
+    text = run(["iptables-nft-save" if a.backend == "nft" else "iptables-legacy-save"], 60).stdout
+    backend = "nf_tables" if a.backend == "nft" else "legacy"
+    raw = read_docker(a.docker_host, 30)
+    addrs = host_addresses(10)
+    st: dict = {}
+    if parse_save_lazy is not None:
+        st["split"], rs = best(lambda: parse_save_lazy(text, "ipv4", backend), a.repeat)
+        # which chains a cold analysis reads, then: split + reading exactly those
+        rules = {"ipv4": FamilyRules("ipv4", (rs,)), "ipv6": FamilyRules("ipv6", ())}
+        analyse(decode_state(raw.containers, raw.networks, raw.info, raw.version, raw.hints),
+                rules, addrs)  # fmt: skip
+        read = {t: list(tb.chains.parsed) for t, tb in rs.tables.items()}
+
+        def parse():
+            r = parse_save_lazy(text, "ipv4", backend)
+            for t, names in read.items():
+                for n in names:
+                    r.tables[t].chains[n]
+            return r
+
+        st["parse"], rs = best(parse, a.repeat)
+        st["chains_read"] = sum(map(len, read.values()))
+        st["rules_parsed"] = sum(len(rs.tables[t].chains[n].rules) for t in read for n in read[t])
+    else:
+        st["parse"], rs = best(lambda: parse_save(text, "ipv4", backend), a.repeat)
+        st["rules_parsed"] = rs.rule_count()
+    st["decode"], state = best(
+        lambda: decode_state(raw.containers, raw.networks, raw.info, raw.version, raw.hints),
+        a.repeat,
+    )
+    rules = {"ipv4": FamilyRules("ipv4", (rs,)), "ipv6": FamilyRules("ipv6", ())}
+    laps: list[dict] = []
+    for _ in range(a.repeat):
+        if hasattr(expected.make, "cache_clear"):
+            expected.make.cache_clear()
+        t, tm = time.perf_counter(), {}
+        try:
+            analyse(state, rules, addrs, None, tm)
+        except TypeError:  # baseline tree: no per-step timings
+            analyse(state, rules, addrs)
+        tm["analyse"] = time.perf_counter() - t
+        laps.append(tm)
+    for key in ("expect", "evaluate", "stale", "analyse"):
+        st[key] = min(lap[key] for lap in laps) if key in laps[0] else None
+    st["render"], body = best(lambda: render(snap), a.repeat)
+    st["gzip"], zipped = best(lambda: gzip.compress(body, 1), a.repeat)
+    st["exposition_bytes"], st["exposition_gzip_bytes"] = len(body), len(zipped)
+    return st
+
+
+def render(snap) -> bytes:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from exporter.collector import SnapshotCollector
+
+    class Holder:
+        snapshot, errors = snap, {"docker": 0, "iptables": 0, "ip6tables": 0}
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(Holder(), 100_000))
+    return generate_latest(registry)
+
+
+def changed(a, opts, cache) -> dict | None:
+    """Delete one DNAT rule, refresh with the warm cache (it must see the change), put it back,
+    refresh again (it must see that too)."""
+    tool = "iptables-nft" if a.backend == "nft" else "iptables-legacy"
+    text = run([tool + "-save", "-t", "nat"], 60).stdout
+    docker = [ln for ln in text.splitlines() if ln.startswith("-A DOCKER ")]
+    dnat = next((i for i, ln in enumerate(docker) if " -j DNAT " in ln), None)
+    if dnat is None:
+        return None
+    spec = docker[dnat].split()[2:]
+    port = int(spec[spec.index("--dport") + 1])
+    t = time.perf_counter()
+    run([tool, "-w", "5", "-t", "nat", "-D", "DOCKER", *spec], 60)
+    took_delete = time.perf_counter() - t
+    total, timings, snap = refresh(opts, cache)
+    seen = {p.binding.host_port: p.verdict.state for p in snap.ports}.get(port)
+    run([tool, "-w", "5", "-t", "nat", "-I", "DOCKER", str(dnat + 1), *spec], 60)
+    back = refresh(opts, cache)[2]
+    again = {p.binding.host_port: p.verdict.state for p in back.ports}.get(port)
+    return {"total": total, "timings": timings, "state_after_delete": seen,
+            "state_after_restore": again, "delete_command": took_delete}  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
