@@ -12,6 +12,7 @@ from .sources.docker_api import DEFAULT_HOST, DockerError, read_docker
 from .sources.hostnet import host_addresses
 from .sources.iptables import read_family
 from .sources.nft import read_native, with_native
+from .sources.nftwatch import NATIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,10 @@ def take_snapshot(
     # Native nftables tables (Docker 29's nftables backend, any other firewall's): every family's
     # rules include them; iptables-nft's own tables are left to iptables-nft-save.
     nft_read = frozenset(f for f, r in reads.items() if "nf_tables" in r.texts)
-    native = timed("rules_nft", read_native, opts.command_timeout, nft_read)
+    if cache is not None:  # reused while `nft monitor` saw no change to a native table
+        native = timed("rules_nft", NATIVE.read, read_native, opts.command_timeout, nft_read)
+    else:
+        native = timed("rules_nft", read_native, opts.command_timeout, nft_read)
     addrs = timed("host_addresses", host_addresses, opts.command_timeout)
     host, host_error = None, ""
     if opts.host_facts:

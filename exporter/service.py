@@ -15,6 +15,7 @@ from .collector import SnapshotCollector
 from .config import ConfigError, parse_duration, parse_listen
 from .refresh import RefreshOptions
 from .scheduler import Holder, Scheduler
+from .sources.nftwatch import NATIVE
 from .sources.watch import DockerEvents, NftMonitor
 from .web.app import make_app
 from .web.webconfig import WebConfig, WebConfigError, load_web_config
@@ -92,7 +93,7 @@ def build_app(cfg: ServeConfig, opts: RefreshOptions, snapshot_fn=None, watch: b
         events = DockerEvents(opts.docker_host, notify) if watch else None
         if events:
             events.start()
-        nft = NftMonitor(sched.trigger) if watch and NftMonitor.available() else None
+        nft = NftMonitor(sched.trigger, NATIVE) if watch and NftMonitor.available() else None
         if nft:
             tasks.append(asyncio.create_task(nft.run(), name="nft-monitor"))
         try:

@@ -180,6 +180,31 @@ def test_deleted_dnat_shows_as_proxied_at_once_on_nf_tables(
 
 
 @pytest.mark.lab
+def test_foreign_nftables_table_is_seen_at_once_both_ways(
+    scratch_lab: Lab, containers, exporter, record_property
+) -> None:
+    """A firewall's own table (here `inet dnefw`, forward policy drop) added and removed under a
+    running exporter: the last read of native tables must not be reused across that change."""
+    lab = scratch_lab
+    containers("foreign", 18108)
+    exp = exporter(lab)
+    exp.wait_for(shows("foreign", 18108, "ok"), DEADLINE, what="foreign ok")
+    time.sleep(1.5)  # past the monitor's settling time, so native reads are being reused
+    exp.wait_for(shows("foreign", 18108, "ok"), DEADLINE, what="still ok")
+    add = "add table inet dnefw; add chain inet dnefw gate { type filter hook forward priority 0; policy drop; }"
+    lab.nsexec(["nft", add])
+    try:
+        added = time.monotonic()
+        _, seen = exp.wait_for(shows("foreign", 18108, "dropped"), DEADLINE, what="dropped")
+        report(record_property, "foreign nft table added -> visible", time.monotonic() - added)
+        assert "inet dnefw/gate" in seen.body
+    finally:
+        lab.nsexec(["nft", "delete table inet dnefw"], check=False)
+    exp.wait_for(shows("foreign", 18108, "ok"), DEADLINE, what="ok again")
+    assert_clean_exit(exp)
+
+
+@pytest.mark.lab
 def test_deleted_dnat_on_legacy_is_seen_at_the_next_interval(
     make_lab, exporter, record_property
 ) -> None:

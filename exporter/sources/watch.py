@@ -81,8 +81,9 @@ class DockerEvents:
 class NftMonitor:
     """Runs `nft monitor ruleset` and reports every change to a ruleset of this namespace."""
 
-    def __init__(self, notify: Callable[[str], None]) -> None:
+    def __init__(self, notify: Callable[[str], None], native=None) -> None:
         self.notify = notify
+        self.native = native  # a sources.nftwatch.NativeWatch to tell of every change
         self.proc: asyncio.subprocess.Process | None = None
 
     @staticmethod
@@ -102,14 +103,20 @@ class NftMonitor:
                     stderr=asyncio.subprocess.DEVNULL,
                 )
                 assert self.proc.stdout is not None
+                if self.native is not None:
+                    self.native.started()
                 while line := await self.proc.stdout.readline():
                     failures = 0
+                    if self.native is not None:
+                        self.native.line(line.decode("utf-8", "replace"))
                     if line.strip() and not line.startswith(b"#"):
                         self.notify("nftables ruleset changed")
                 await self.proc.wait()
             except OSError as exc:
                 log.warning("nft monitor cannot run: %s", exc)
             finally:
+                if self.native is not None:
+                    self.native.stopped()
                 await self.close()
             await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
             failures += 1
