@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import LabError, run
+from lab import LabError, docker_ping, log_tail, run
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("DNE_IMAGE_CACHE", "/var/cache/docker-nat-exporter-test"))
@@ -265,20 +264,10 @@ class BuildDaemon:
             time.sleep(0.1)
 
     def _ping(self) -> bool:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(1)
-                s.connect(str(self.socket))
-                s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-                return b" 200 " in s.recv(256).split(b"\r\n", 1)[0] + b" "
-        except OSError:
-            return False
+        return docker_ping(self.socket)
 
     def log(self, tail: int = 40) -> str:
-        with contextlib.suppress(OSError):
-            lines = (self.dir / "dockerd.log").read_text(errors="replace").splitlines()
-            return "\n".join(lines[-tail:])
-        return ""
+        return log_tail(self.dir / "dockerd.log", tail)
 
     def docker(
         self, *args: str, timeout: float = 120, input: bytes | None = None, check: bool = True

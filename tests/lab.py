@@ -227,6 +227,25 @@ def _normalise_save(save_text: str) -> list[str]:
     return out + table
 
 
+def docker_ping(sock: Path) -> bool:
+    """Whether a dockerd answers GET /_ping on this unix socket."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1)
+            s.connect(str(sock))
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b" 200 " in s.recv(256).split(b"\r\n", 1)[0] + b" "
+    except OSError:
+        return False
+
+
+def log_tail(path: Path, tail: int = 40) -> str:
+    """The last lines of a log file ("" when it cannot be read)."""
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-tail:])
+    return ""
+
+
 # ---------------------------------------------------------------- finding and removing a lab
 
 
@@ -568,20 +587,11 @@ class Lab:
         return None
 
     def _ping(self) -> bool:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(1)
-                s.connect(str(self.socket))
-                s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-                return b" 200 " in s.recv(256).split(b"\r\n", 1)[0] + b" "
-        except OSError:
-            return False
+        return docker_ping(self.socket)
 
     def daemon_log(self, tail: int = 40) -> str:
         """The last lines of the dockerd log."""
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-tail:])
-        return ""
+        return log_tail(self.log_path, tail)
 
     def start_daemon(self, extra_args: Sequence[str] | None = None) -> None:
         """Start dockerd (`extra_args`, if given, replace daemon_args); wait until it answers."""
