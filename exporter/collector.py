@@ -32,7 +32,6 @@ PORT_LABELS = [
     "container_port",
 ]
 MAX_LABEL = 200
-SOURCES = ("docker", "iptables", "ip6tables")
 
 
 def bound(value: str, limit: int = MAX_LABEL) -> str:

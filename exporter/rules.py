@@ -10,14 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 FAMILIES = ("ipv4", "ipv6")
-TABLES = ("raw", "mangle", "nat", "filter", "security")
-BUILTIN_CHAINS = {
-    "raw": ("PREROUTING", "OUTPUT"),
-    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
-    "filter": ("INPUT", "FORWARD", "OUTPUT"),
-    "security": ("INPUT", "FORWARD", "OUTPUT"),
-}
 
 
 @dataclass(frozen=True, slots=True)

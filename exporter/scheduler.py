@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .refresh import RefreshOptions, take_snapshot
-from .snapshot import Snapshot
+from .snapshot import Snapshot, SourceStatus
 
 log = logging.getLogger("docker_nat_exporter")
-DOCKER_EVENTS = {
-    "type": ["container", "network", "daemon"],
-    "event": ["start", "die", "destroy", "create", "connect", "disconnect", "reload", "restart"],
-}
 
 
 @dataclass
@@ -49,8 +44,6 @@ class Scheduler:
         self.opts, self.interval, self.debounce = opts, interval, debounce
         self.host_interval, self.holder, self.snapshot_fn = host_interval, holder, snapshot_fn
         self.wake = asyncio.Event()
-        self.stopping = threading.Event()
-        self.refreshes = 0
 
     def trigger(self, why: str) -> None:
         log.debug("refresh requested: %s", why)
@@ -81,7 +74,6 @@ class Scheduler:
         for src in ("docker", "iptables", "ip6tables"):
             self.holder.errors.setdefault(src, 0)
         self.holder.snapshot = snap  # one reference assignment: the swap is atomic
-        self.refreshes += 1
         return snap
 
     def _take(self) -> Snapshot:
@@ -97,16 +89,10 @@ class Scheduler:
 
 
 def _without_host(opts: RefreshOptions) -> RefreshOptions:
-    from dataclasses import replace
-
     return replace(opts, host_facts=False)
 
 
 def _with_host(snap: Snapshot, host) -> Snapshot:
-    from dataclasses import replace
-
-    from .snapshot import SourceStatus
-
     sources = tuple(s for s in snap.sources if s.name != "hostfacts")
     return replace(snap, host=host, sources=(*sources, SourceStatus("hostfacts", True)))
 

@@ -34,7 +34,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import LabError, docker_ping, log_tail, run
+from lab import (
+    LabError,
+    cgroup_dirs,
+    docker_ping,
+    log_tail,
+    mounts_under,
+    remove_cgroups,
+    run,
+    unmount_all,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("DNE_IMAGE_CACHE", "/var/cache/docker-nat-exporter-test"))
@@ -173,19 +182,10 @@ def rootfs_tar(steps: Steps) -> Path:
                 old.unlink()  # an older recipe's tar
     finally:
         # debootstrap mounts proc and sys in the target; a failed run may leave them there.
-        for point in _mounts_under(tmp):
-            run(["umount", "-l", point], check=False)
-        if not _mounts_under(tmp):
+        unmount_all(tmp)
+        if not mounts_under(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return tar
-
-
-def _mounts_under(path: Path) -> list[str]:
-    """Mount points at or below path, deepest first."""
-    prefix = str(path).rstrip("/") + "/"
-    points = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    inside = [p for p in points if p == str(path) or p.startswith(prefix)]
-    return sorted(inside, key=len, reverse=True)
 
 
 def _slim(root: Path) -> None:
@@ -301,17 +301,11 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _cgroup_dirs(ident: str) -> list[Path]:
-    return [d for d in Path("/sys/fs/cgroup").glob(f"*/{ident}") if d.is_dir()] + [
-        d for d in Path("/sys/fs/cgroup").glob(ident) if d.is_dir()
-    ]
-
-
 def _build_pids(ident: str) -> set[int]:
     """Processes of a build daemon: in its cgroups, or naming its directory on their command
     line (dockerd, containerd, shims). Never chosen by network namespace (see the docstring)."""
     pids: set[int] = set()
-    for cg in _cgroup_dirs(ident):
+    for cg in cgroup_dirs(ident):
         for procs in cg.rglob("cgroup.procs"):
             with contextlib.suppress(OSError, ValueError):
                 pids.update(int(x) for x in procs.read_text().split())
@@ -334,8 +328,8 @@ def _wait_dead(pids: set[int], timeout: float) -> set[int]:
 def build_leftovers(ident: str) -> list[str]:
     folder = Path("/tmp") / ident
     found = [f"process {p}" for p in sorted(_build_pids(ident))]
-    found += [f"mount {m}" for m in _mounts_under(folder)]
-    found += [f"cgroup {c}" for c in _cgroup_dirs(ident)]
+    found += [f"mount {m}" for m in mounts_under(folder)]
+    found += [f"cgroup {c}" for c in cgroup_dirs(ident)]
     return found + ([f"directory {folder}"] if folder.exists() else [])
 
 
@@ -355,16 +349,9 @@ def teardown_build(ident: str) -> list[str]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     _wait_dead(pids, 10)
-    for cg in _cgroup_dirs(ident):
-        for d in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        with contextlib.suppress(OSError):
-            cg.rmdir()
-    for _ in range(3):
-        for point in _mounts_under(folder):
-            run(["umount", "-l", point], check=False)
-    if folder.exists() and not _mounts_under(folder):
+    remove_cgroups(ident)
+    unmount_all(folder)
+    if folder.exists() and not mounts_under(folder):
         shutil.rmtree(folder, ignore_errors=True)
     return build_leftovers(ident)
 

@@ -253,7 +253,7 @@ def _ident_dir(ident: str) -> Path:
     return _TMP / ident
 
 
-def _mounts_under(path: Path) -> list[str]:
+def mounts_under(path: Path) -> list[str]:
     """Mount points at or below path in our mount namespace, deepest first."""
     prefix = str(path)
     found = []
@@ -264,7 +264,7 @@ def _mounts_under(path: Path) -> list[str]:
     return sorted(set(found), key=len, reverse=True)
 
 
-def _cgroup_dirs(ident: str) -> list[Path]:
+def cgroup_dirs(ident: str) -> list[Path]:
     """The lab's container cgroup parents, one per cgroup v1 hierarchy (or the v2 one)."""
     return [p for p in [_CGROUP_ROOT / ident, *_CGROUP_ROOT.glob(f"*/{ident}")] if p.is_dir()]
 
@@ -286,7 +286,7 @@ def _ident_pids(ident: str) -> set[int]:
             st = os.stat(own)
             ns_ids.discard((st.st_dev, st.st_ino))
     pids = set()
-    for cg in _cgroup_dirs(ident):
+    for cg in cgroup_dirs(ident):
         for procs in cg.rglob("cgroup.procs"):
             with contextlib.suppress(OSError, ValueError):
                 pids.update(int(x) for x in procs.read_text().split())
@@ -307,9 +307,9 @@ def _ident_pids(ident: str) -> set[int]:
 def leftovers(ident: str) -> list[str]:
     """Everything of a lab still present on the machine (empty when fully removed)."""
     found = [f"netns {n}" for n in (f"{ident}h", f"{ident}c") if (_NETNS_DIR / n).exists()]
-    found += [f"mount {m}" for m in _mounts_under(_ident_dir(ident))]
+    found += [f"mount {m}" for m in mounts_under(_ident_dir(ident))]
     found += [f"process {p}: {_cmdline(p)[:80]}" for p in sorted(_ident_pids(ident))]
-    found += [f"cgroup {c}" for c in _cgroup_dirs(ident)]
+    found += [f"cgroup {c}" for c in cgroup_dirs(ident)]
     if _ident_dir(ident).exists():
         found.append(f"directory {_ident_dir(ident)}")
     return found
@@ -325,14 +325,24 @@ def _stop_dockerd_by_pidfile(ident: str, timeout: float) -> None:
                 _wait_dead([pid], 5)
 
 
-def _unmount_all(path: Path) -> None:
+def unmount_all(path: Path) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     for _ in range(3):
-        points = _mounts_under(path)
+        points = mounts_under(path)
         if not points:
             return
         for point in points:
             libc.umount2(point.encode(), 2)  # MNT_DETACH: lazy, like umount -l
+
+
+def remove_cgroups(ident: str) -> None:
+    """Remove a lab's (or build daemon's) container cgroup parents, deepest first."""
+    for cg in cgroup_dirs(ident):
+        for d in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            cg.rmdir()
 
 
 def teardown_ident(ident: str, dockerd_timeout: float = 15) -> list[str]:
@@ -347,17 +357,12 @@ def teardown_ident(ident: str, dockerd_timeout: float = 15) -> list[str]:
     for pid in pids:
         _signal(pid, signal.SIGKILL)
     _wait_dead(pids, 10)
-    for cg in _cgroup_dirs(ident):
-        for d in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        with contextlib.suppress(OSError):
-            cg.rmdir()
-    _unmount_all(_ident_dir(ident))
+    remove_cgroups(ident)
+    unmount_all(_ident_dir(ident))
     for ns in (f"{ident}h", f"{ident}c"):
         if (_NETNS_DIR / ns).exists():
             run(["ip", "netns", "del", ns], check=False, timeout=10)
-    if _ident_dir(ident).exists() and not _mounts_under(_ident_dir(ident)):
+    if _ident_dir(ident).exists() and not mounts_under(_ident_dir(ident)):
         shutil.rmtree(_ident_dir(ident), ignore_errors=True)
     return leftovers(ident)
 

@@ -25,7 +25,6 @@ FORWARDING = {
     "ipv4": "/proc/sys/net/ipv4/ip_forward",
     "ipv6": "/proc/sys/net/ipv6/conf/all/forwarding",
 }
-SOURCE = {"ipv4": "iptables", "ipv6": "ip6tables"}
 
 
 @dataclass(frozen=True, slots=True)

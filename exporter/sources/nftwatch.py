@@ -15,8 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 
-OWNED = {("ip", t) for t in ("filter", "nat", "raw", "mangle", "security")}
-OWNED |= {("ip6", table) for _, table in OWNED}
+from ..nftjson import IPTABLES_TABLES
+
+OWNED = {(family, table) for family in ("ip", "ip6") for table in IPTABLES_TABLES}
 OBJECTS = {"table", "chain", "rule", "set", "element", "map", "flowtable", "counter", "quota"}
 SETTLE = 1.0  # seconds after the monitor starts before a read may be reused
 
