@@ -123,14 +123,18 @@ def parse_duration(text: str) -> float:
     return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
-def shorten_for(rules: dict, at_least: float = 60, to: str = "5s") -> tuple[dict, list[str]]:
+def shorten_for(
+    rules: dict, at_least: float = 60, to: str = "5s", keep: tuple[str, ...] = ()
+) -> tuple[dict, list[str]]:
     """A copy of a rule-file document in which every `for:` of `at_least` seconds or more
-    becomes `to`; also the names of the rules changed. Expressions, labels and annotations are
-    left exactly as they were."""
+    becomes `to` (except for the rules named in `keep`); also the names of the rules changed.
+    Expressions, labels and annotations are left exactly as they were."""
     doc = json.loads(json.dumps(rules))  # deep copy of plain YAML data
     changed = []
     for group in doc["groups"]:
         for rule in group["rules"]:
+            if rule.get("alert") in keep:
+                continue
             if "for" in rule and parse_duration(rule["for"]) >= at_least:
                 rule["for"] = to
                 changed.append(rule.get("alert") or rule.get("record"))
