@@ -7,7 +7,7 @@ rule carries it. To use another selector:
     python alerts/build.py --job-selector 'job="dnat"' --output /etc/prometheus/docker-nat.rules.yml
 
 The committed alerts/docker-nat.rules.yml is the rendering with the default selector; the unit tests
-in alerts/tests/ and tests/test_alerts.py assume it. After editing this file, regenerate it with
+in alerts/tests/ and tests/e2e/test_alerts.py assume it. After editing this file, regenerate it with
 `python alerts/build.py` (no arguments) and commit both.
 """
 

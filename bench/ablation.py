@@ -19,11 +19,12 @@ import time
 from unittest import mock
 
 from bench import gen
-from exporter import expected, iptsave
-from exporter.analysis import FamilyRules, analyse
-from exporter.docker_decode import DaemonHints, decode_state
-from exporter.lazysave import parse_save_lazy
-from exporter.refresh import RefreshCache
+from exporter.docker.decode import DaemonHints, decode_state
+from exporter.expect import iptables as expected
+from exporter.path.analysis import FamilyRules, analyse
+from exporter.rules import iptsave
+from exporter.rules.lazysave import parse_save_lazy
+from exporter.serve.refresh import RefreshCache
 
 ADDRS = (("lo", "127.0.0.1"), ("eth0", gen.HOST_ADDR))
 

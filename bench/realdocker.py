@@ -1,4 +1,4 @@
-"""The real-dockerd part of the benchmark (tests/lab.py's recipe): idle CPU and detection
+"""The real-dockerd part of the benchmark (tests/support/lab.py's recipe): idle CPU and detection
 latency at --idle-bindings bindings, then the small-M sizes, with kube-proxy-style chains added
 to the daemon's own nat table."""
 

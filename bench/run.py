@@ -3,7 +3,7 @@
     sudo python -m bench [--quick] [--json FILE] [--markdown FILE] [--product DIR]
 
 Sizes are NxM: N nat rules in all (Docker's plus kube-proxy-style chains), M bindings. M at or
-below --real-max runs against a real dockerd in a namespace (tests/lab.py); larger M against
+below --real-max runs against a real dockerd in a namespace (tests/support/lab.py); larger M against
 bench.fakedocker, a recorded-JSON Docker API on a unix socket, with Docker 20.10's rules
 loaded by iptables-nft-restore.
 """
@@ -185,7 +185,7 @@ def legacy(a, size: tuple[int, int]) -> dict:
 
 
 def real_docker(a, sizes: list[tuple[int, int]]) -> dict:
-    """A real dockerd (tests/lab.py): idle CPU and detection at --idle-bindings, then the
+    """A real dockerd (tests/support/lab.py): idle CPU and detection at --idle-bindings, then the
     small-M sizes with kube-proxy-style chains added to its nat table."""
     from bench import realdocker
 

@@ -17,19 +17,19 @@ import sys
 import time
 from collections import Counter
 
-from exporter import expected
-from exporter.analysis import FamilyRules, analyse
-from exporter.docker_decode import decode_state
-from exporter.iptsave import parse_save
-from exporter.refresh import RefreshOptions, take_snapshot
+from exporter.docker.decode import decode_state
+from exporter.expect import iptables as expected
+from exporter.path.analysis import FamilyRules, analyse
+from exporter.rules.iptsave import parse_save
+from exporter.serve.refresh import RefreshOptions, take_snapshot
 from exporter.sources import iptables as ipt
 from exporter.sources.docker_api import client, read_docker
 from exporter.sources.hostnet import host_addresses
 from exporter.sources.run import run
 
 try:  # this tree's optimisations (absent from the baseline tree)
-    from exporter.lazysave import parse_save_lazy
-    from exporter.refresh import RefreshCache
+    from exporter.rules.lazysave import parse_save_lazy
+    from exporter.serve.refresh import RefreshCache
 except ImportError:
     parse_save_lazy = RefreshCache = None
 
@@ -160,7 +160,7 @@ def stages(a, snap) -> dict:
 def render(snap) -> bytes:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from exporter.collector import SnapshotCollector
+    from exporter.serve.collector import SnapshotCollector
 
     class Holder:
         snapshot, errors = snap, {"docker": 0, "iptables": 0, "ip6tables": 0}

@@ -3,7 +3,7 @@
     python -m dashboards.build        # from the repository root: rewrite both JSON files
 
 The JSON files are committed (Grafana provisioning and manual import use them as they are);
-tests/test_dashboards.py checks that they equal this script's output. Queries select the job and
+tests/e2e/test_dashboards.py checks that they equal this script's output. Queries select the job and
 host through the $job and $instance variables, so no job name is written into them.
 """
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real-Docker test lab (tests/lab.py, reference/test-lab.md).
+"""Shared fixtures: the real-Docker test lab (tests/support/lab.py, reference/test-lab.md).
 
 - `lab`: one default daemon per test module (nft backend, userland proxy on).
 - `scratch_lab`: that same lab; iptables rules the test changes are put back afterwards.
@@ -15,8 +15,8 @@ import sys
 from collections.abc import Callable, Iterator
 
 import pytest
-from lab import Lab, LabError, sweep_stale
-from util import require_lab
+from support.lab import Lab, LabError, sweep_stale
+from support.util import require_lab
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -1,7 +1,7 @@
 """Regenerate the results table of docs/reliability.md from a reliability test run.
 
-    RELIABILITY_OUT=/tmp/rel.jsonl python3 -m pytest tests/test_fuzz.py tests/test_faults.py \
-        tests/test_load.py tests/test_readonly.py
+    RELIABILITY_OUT=/tmp/rel.jsonl python3 -m pytest tests/unit/test_fuzz.py \
+        tests/kernel/test_faults.py tests/kernel/test_load.py tests/lab/test_readonly.py
     python3 tools/reliability_table.py /tmp/rel.jsonl docs/reliability.md
 
 The tests append one JSON object per finding (tests/faultkit.record): section, what was tried,

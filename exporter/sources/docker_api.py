@@ -12,7 +12,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from ..docker_decode import DaemonHints
+from exporter.docker.decode import DaemonHints
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .run import run
+from exporter.sources.run import run
 
 
 def host_addresses(timeout: float = 5.0) -> tuple[tuple[str, str], ...] | None:

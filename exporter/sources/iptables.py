@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis import FamilyRules
-from ..lazysave import parse_save_lazy
-from ..rules import Ruleset
-from .run import run, which
+from exporter.path.analysis import FamilyRules
+from exporter.rules.lazysave import parse_save_lazy
+from exporter.rules.model import Ruleset
+from exporter.sources.run import run, which
 
 TOOLS = {
     ("ipv4", "nf_tables"): ("iptables-nft-save", "iptables-save"),
@@ -142,7 +142,7 @@ def _is_legacy_output(text: str) -> bool:
 
 def _read_legacy(family: str, timeout: float, iptc: bool, last: dict | None = None):
     if iptc:
-        from .iptc_reader import read_legacy_iptc
+        from exporter.sources.iptc_reader import read_legacy_iptc
 
         return read_legacy_iptc(family)
     tool = _tool(family, "legacy")

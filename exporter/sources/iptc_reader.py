@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..iptsave import parse_save
-from ..rules import Ruleset
-from .iptables import legacy_tables
+from exporter.rules.iptsave import parse_save
+from exporter.rules.model import Ruleset
+from exporter.sources.iptables import legacy_tables
 
 
 def read_legacy_iptc(family: str):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..analysis import FamilyRules
-from ..nftjson import (
+from exporter.path.analysis import FamilyRules
+from exporter.rules.model import Ruleset
+from exporter.rules.nftjson import (
     IPTABLES_TABLES,
     WALKED_HOOKS,
     BaseChain,
@@ -24,8 +25,7 @@ from ..nftjson import (
     table_families,
     unreadable,
 )
-from ..rules import Ruleset
-from .run import run, which
+from exporter.sources.run import run, which
 
 FAMILIES = ("ipv4", "ipv6")
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..nftjson import IPTABLES_TABLES
+from exporter.rules.nftjson import IPTABLES_TABLES
 
 OWNED = {(family, table) for family in ("ip", "ip6") for table in IPTABLES_TABLES}
 OBJECTS = {"table", "chain", "rule", "set", "element", "map", "flowtable", "counter", "quota"}

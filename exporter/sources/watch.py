@@ -14,7 +14,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from .run import which
+from exporter.sources.run import which
 
 log = logging.getLogger("docker_nat_exporter")
 BACKOFF = (0.5, 1, 2, 5, 10, 30)
@@ -51,7 +51,7 @@ class DockerEvents:
                 self._stream.close()
 
     def _loop(self) -> None:
-        from .docker_api import client
+        from exporter.sources.docker_api import client
 
         failures = 0
         while not self.stop.is_set():

@@ -16,10 +16,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from .. import __version__
-from ..report import header_lines
-from .security import security_middleware
-from .webconfig import WebConfig
+from exporter import __version__
+from exporter.cli.report import header_lines
+from exporter.web.security import security_middleware
+from exporter.web.webconfig import WebConfig
 
 HOLDER = web.AppKey("holder", object)
 MAX_BODY = 4096

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import bcrypt
 from aiohttp import web
 
-from .webconfig import WebConfig
+from exporter.web.webconfig import WebConfig
 
 REALM = "docker-nat-exporter"
 UNAUTHORIZED = {"WWW-Authenticate": f'Basic realm="{REALM}"'}

@@ -1,0 +1,213 @@
+"""What a remote client's new connection to a published port experiences, and why.
+
+The path: raw PREROUTING → nat PREROUTING (first DNAT) → routing → filter FORWARD to the bridge
+and the reply's way back through FORWARD; or, untranslated, filter INPUT to docker-proxy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from exporter.docker.model import (
+    DESIGN_BLIND,
+    DESIGN_NONE,
+    DESIGN_PROXY,
+    DESIGN_ROUTED,
+    Binding,
+    Daemon,
+)
+from exporter.path.matching import LOCAL, REMOTE, Env, Packet
+from exporter.path.walk import IndexedRuleset, Outcome, Walker
+
+STATES = ("ok", "proxied", "misrouted", "dropped", "unreachable", "unknown")
+# Worst first: a port broken for one of the host's addresses is broken.
+SEVERITY = {"misrouted": 0, "dropped": 1, "unreachable": 2, "unknown": 3, "proxied": 4, "ok": 5}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    state: str
+    reason: str
+    rule: str = ""  # the deciding rule as the kernel lists it, with its position
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Where the modelled client aims: one local address (None: unknown) and its interface."""
+
+    dst: str | None
+    iif: str | None
+
+
+def _rule_desc(o: Outcome) -> str:
+    return f"{o.rule.ref} `{o.rule.text}`" if o.rule else o.why
+
+
+def _stopped(o: Outcome, what: str) -> Verdict | None:
+    if o.verdict in ("DROP", "REJECT"):
+        where = _rule_desc(o)
+        return Verdict("dropped", f"{what} dropped by {where}", o.rule.text if o.rule else "")
+    if o.verdict == "UNKNOWN":
+        return Verdict("unknown", o.why, o.rule.text if o.rule else "")
+    return None
+
+
+def judge(
+    b: Binding,
+    daemon: Daemon,
+    rulesets: list[IndexedRuleset] | None,
+    env: Env,
+    probes: list[Probe],
+    owners: dict[tuple[str, int], str],
+    client: str = REMOTE,
+    forwarding: bool | None = True,
+) -> Verdict:
+    """The state of one binding. `rulesets` is None when the family's rules could not be read;
+    `owners` maps (container address, port) to the container that serves it."""
+    if b.design == DESIGN_BLIND:
+        return Verdict("unknown", b.why)
+    if b.design == DESIGN_NONE and not (b.loopback and rulesets is None):
+        return Verdict("ok", b.why)
+    if rulesets is None:  # a loopback binding too: since 28 its protection is a raw DROP rule
+        return Verdict("unknown", f"{b.family} rules could not be read")
+    ctx = (daemon, rulesets, env, owners, client, forwarding)
+    verdicts = [_path(b, pr, *ctx) for pr in probes]
+    worst = min(verdicts, key=lambda v: SEVERITY[v.state])
+    if len(probes) > 1 and any(v.state != worst.state for v in verdicts):
+        i = verdicts.index(worst)
+        return replace(worst, reason=f"via {probes[i].dst}: {worst.reason}")
+    return worst
+
+
+def _through(w: Walker, rulesets, hooks, pkt: Packet, what: str):
+    """Walk `hooks` ((table, chain) pairs) in order; a stop verdict, or None and the packet
+    (whose mark becomes unknown once a rule on the path has set one)."""
+    for table, chain in hooks:
+        stop = _stopped(w.hook(rulesets, table, chain, pkt), what)
+        if stop:
+            return stop, pkt
+        if w.marked and pkt.mark is not None:
+            pkt = replace(pkt, mark=None)
+    return None, pkt
+
+
+def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding) -> Verdict:
+    w = Walker(env)
+    routed = b.design == DESIGN_ROUTED
+    pkt = Packet(
+        family=b.family,
+        proto=b.protocol,
+        src=client,
+        dst=b.container_ip if routed else (pr.dst or LOCAL),
+        sport=None,
+        dport=b.container_port if routed else b.host_port,
+        iif=pr.iif,
+        oif=None,
+        ctstate="NEW",
+        dst_local=not routed,
+        src_local=False,
+        tcp_flags=frozenset({"SYN"}),
+    )
+    pre = [("raw", "PREROUTING"), ("mangle", "PREROUTING")]
+    stop, pkt = _through(w, rulesets, pre, pkt, "the connection is")
+    if stop:
+        return stop
+    nat = w.hook(rulesets, "nat", "PREROUTING", pkt)
+    if nat.verdict == "UNKNOWN":
+        return Verdict("unknown", nat.why, nat.rule.text if nat.rule else "")
+    if nat.verdict == "REDIRECT":
+        return Verdict(
+            "misrouted", f"{_rule_desc(nat)} redirects it to a local port", nat.rule.text
+        )
+    if nat.verdict == "DNAT":
+        addr, port = nat.to[0], nat.to[1] if nat.to[1] is not None else pkt.dport
+        if (addr, port) != (b.container_ip, b.container_port):
+            owner = owners.get((addr, port))
+            whose = f" (container {owner})" if owner else " (no container has it)"
+            dest = f"{addr}:{port}{whose} instead of {b.container_ip}:{b.container_port}"
+            return Verdict("misrouted", f"{_rule_desc(nat)} sends it to {dest}", nat.rule.text)
+        return _forward(b, rulesets, w, pkt, nat, forwarding)
+    if routed:
+        return _forward(b, rulesets, w, pkt, None, forwarding)
+    return _local(b, daemon, rulesets, w, pkt)
+
+
+def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat, forwarding) -> Verdict:
+    if forwarding is False:
+        knob = "net.ipv6.conf.all.forwarding" if b.family == "ipv6" else "net.ipv4.ip_forward"
+        return Verdict("dropped", f"after translation the connection is not forwarded: {knob}=0")
+    fwd = replace(
+        pkt,
+        dst=b.container_ip,
+        dport=b.container_port,
+        oif=b.bridge,
+        dst_local=False,
+        orig_dst=pkt.dst,
+        orig_dport=pkt.dport,
+    )
+    hooks = [("mangle", "FORWARD"), ("filter", "FORWARD")]
+    stop, fwd = _through(w, rulesets, hooks[:1], fwd, "after translation the connection is")
+    if stop:
+        return stop
+    o = w.hook(rulesets, "filter", "FORWARD", fwd)
+    stop = _stopped(o, "after translation the connection is")
+    if stop:
+        return stop
+    reply = replace(
+        fwd,
+        src=b.container_ip,
+        dst=pkt.src,
+        sport=b.container_port,
+        dport=None,
+        iif=b.bridge,
+        oif=pkt.iif,
+        ctstate="ESTABLISHED",
+        tcp_flags=frozenset({"SYN", "ACK"}),
+        reply=True,
+    )
+    back = [("raw", "PREROUTING"), ("mangle", "PREROUTING")]
+    stop, reply = _through(w, rulesets, back, reply, "the container's replies are")
+    stop = stop or _through(w, rulesets, hooks, reply, "the replies are")[0]
+    if stop:
+        return stop
+    how = f"DNAT by {nat.rule.ref}" if nat and nat.rule else "routed"
+    accepted = o.rule.ref if o.rule else o.why or "policy"
+    return Verdict(
+        "ok", f"{how}, accepted by {accepted}", nat.rule.text if nat and nat.rule else ""
+    )
+
+
+def _local(b: Binding, daemon: Daemon, rulesets, w: Walker, pkt: Packet) -> Verdict:
+    """No DNAT applied: the connection is for the host itself, where docker-proxy may listen."""
+    hooks = [("mangle", "INPUT"), ("filter", "INPUT")]
+    stop, _ = _through(w, rulesets, hooks, pkt, "the untranslated connection is")
+    if stop:
+        return stop
+    serves, how = proxy_serves(b, daemon)
+    if serves is None:
+        return Verdict("unknown", f"no DNAT applies and {how}")
+    if not serves:
+        return Verdict("unreachable", f"no DNAT applies and {how}")
+    if b.design == DESIGN_PROXY:
+        return Verdict("ok", f"{b.why}; {how}")
+    return Verdict("proxied", f"no DNAT applies; {how}: it works but the container sees the host")
+
+
+def proxy_serves(b: Binding, daemon: Daemon) -> tuple[bool | None, str]:
+    if daemon.proxy_endpoints is not None:
+        for host_ip in (b.host_ip, "0.0.0.0" if b.family == "ipv4" else "::", ""):
+            if (b.protocol, host_ip, b.host_port) in daemon.proxy_endpoints:
+                return True, "docker-proxy listens"
+        off = "" if daemon.userland_proxy else " (userland proxy off: dockerd only holds it)"
+        return False, f"no docker-proxy process listens on it{off}"
+    if daemon.userland_proxy is None:
+        return (
+            None,
+            "whether docker-proxy serves it cannot be told (userland proxy setting unknown)",
+        )
+    if daemon.userland_proxy:
+        return True, "docker-proxy serves it (userland proxy on)"
+    return False, "the userland proxy is off (dockerd holds the port: connects, then silence)"
+
+
+__all__ = ["DESIGN_PROXY", "STATES", "Probe", "Verdict", "judge", "proxy_serves"]

@@ -1,0 +1,258 @@
+"""Walk a packet through one hook (raw/nat/filter built-in chain) of every backend's table.
+
+Chains are indexed by exact destination address and by (protocol, destination port), so a
+lookup visits the few rules that can concern the packet instead of scanning tens of thousands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from exporter.path.matching import LOCAL, MAYBE, NO, Env, Packet, rule_match
+from exporter.rules.lazysave import derived
+from exporter.rules.model import Rule, Ruleset
+from exporter.rules.normalize import norm_addr, norm_proto
+
+NONTERMINAL = {"", "LOG", "NFLOG", "ULOG", "CT", "NOTRACK", "CHECKSUM", "TRACE", "TCPMSS", "SET",
+               "CLASSIFY", "DSCP", "TOS", "TTL", "HL", "AUDIT", "CONNSECMARK",
+               "SECMARK", "IDLETIMER", "LED", "RATEEST", "TEE", "TCPOPTSTRIP"}  # fmt: skip
+NAT_DONE = {"SNAT", "MASQUERADE", "NETMAP"}
+MAX_DEPTH, MAX_BRANCHES = 64, 32
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: str  # ACCEPT DROP REJECT RETURN DNAT REDIRECT NAT UNKNOWN
+    rule: Rule | None = None
+    to: tuple[str, int | None] | None = None
+    why: str = ""
+
+    def same(self, other: Outcome) -> bool:
+        return self.verdict == other.verdict and self.to == other.to
+
+
+class IndexedChain:
+    """A chain's rules bucketed by one exact, non-negated condition each: destination address,
+    (protocol, destination port), output or input interface. `candidates` returns, in order,
+    the rules that can match a packet: the unbucketed ones and those of its buckets."""
+
+    __slots__ = ("by_dst", "by_iif", "by_oif", "by_port", "generic", "memo", "rules")
+
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.rules = rules
+        self.generic: list[int] = []
+        self.by_dst: dict[str, list[int]] = {}
+        self.by_port: dict[tuple[str, int], list[int]] = {}
+        self.by_oif: dict[str, list[int]] = {}
+        self.by_iif: dict[str, list[int]] = {}
+        self.memo: dict[tuple, tuple[Rule, ...]] = {}  # candidates per packet key
+        buckets = {"dst": self.by_dst, "port": self.by_port, "oif": self.by_oif, "iif": self.by_iif}
+        for i, r in enumerate(rules):
+            kind, key = _index_key(r)
+            if kind is None:
+                self.generic.append(i)
+            else:
+                buckets[kind].setdefault(key, []).append(i)
+
+    def candidates(self, p: Packet) -> tuple[Rule, ...]:
+        key = (p.dst, p.proto, p.dport, p.oif, p.iif)  # all that the buckets look at
+        hit = self.memo.get(key)
+        if hit is None:
+            if len(self.memo) >= 16384:  # an index lives as long as its chain is unchanged
+                self.memo.clear()
+            hit = self.memo[key] = self._candidates(p)
+        return hit
+
+    def _candidates(self, p: Packet) -> tuple[Rule, ...]:
+        extra: list[int] = []
+        _pick(extra, self.by_dst, None if p.dst == LOCAL else p.dst)  # LOCAL: any of them
+        if p.dport is None:
+            extra.extend(i for k, v in self.by_port.items() if k[0] == p.proto for i in v)
+        else:
+            extra.extend(self.by_port.get((p.proto, p.dport), ()))
+        _pick(extra, self.by_oif, p.oif)
+        _pick(extra, self.by_iif, p.iif)
+        hits = sorted([*self.generic, *extra]) if extra else self.generic
+        return tuple(self.rules[i] for i in hits)
+
+
+def _pick(extra: list[int], bucket: dict, value) -> None:
+    """The bucket's rules for `value`; all of them when the value is unknown (None)."""
+    if not bucket:
+        return
+    if value is None:
+        extra.extend(i for v in bucket.values() for i in v)
+    else:
+        extra.extend(bucket.get(value, ()))
+
+
+def _index_key(r: Rule):
+    proto = port = dst = oif = iif = None
+    for c in r.conds:
+        if c.negated:
+            continue
+        o = c.option
+        if o == "-p":
+            proto = norm_proto(c.values[0])
+        elif o == "-d":
+            a = norm_addr(c.values[0])
+            if a.endswith("/32") or a.endswith("/128"):
+                dst = a.rsplit("/", 1)[0]
+        elif o in ("--dport", "--destination-port") and c.values and c.values[0].isdigit():
+            port = int(c.values[0])
+        elif o == "-o" and not c.values[0].endswith("+"):
+            oif = c.values[0]
+        elif o == "-i" and not c.values[0].endswith("+"):
+            iif = c.values[0]
+    if dst is not None:
+        return "dst", dst
+    if proto and port is not None:
+        return "port", (proto, port)
+    if oif is not None:
+        return "oif", oif
+    return ("iif", iif) if iif is not None else (None, None)
+
+
+class IndexedRuleset:
+    """A Ruleset with lazily built chain indexes; one per backend and family per snapshot."""
+
+    def __init__(self, rs: Ruleset) -> None:
+        self.rs = rs
+        self._idx: dict[tuple[str, str], IndexedChain] = {}
+        # A table-level error makes that table unreadable; one outside any table (key "") may
+        # have cost any table its lines, so it makes every table unreadable.
+        self.unreadable = {e.table: str(e) for e in rs.errors if not e.chain}
+
+    def chain(self, table: str, name: str) -> IndexedChain | None:
+        key = (table, name)
+        idx = self._idx.get(key)
+        if idx is None:
+            t = self.rs.tables.get(table)
+            if t is None:
+                return None
+            # kept with the chain while its text is unchanged (lazysave), else built here
+            idx = derived(t.chains, name, "index", lambda ch: IndexedChain(ch.rules))
+            if idx is None:
+                return None
+            self._idx[key] = idx
+        return idx
+
+
+class Walker:
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.branches = 0
+        self.marked = False  # a MARK/CONNMARK target applied: later mark matches are unknown
+
+    def hook(self, rulesets: list[IndexedRuleset], table: str, chain: str, p: Packet) -> Outcome:
+        """Traverse `table`/`chain` in every backend. DROP/REJECT/UNKNOWN anywhere ends the walk;
+        the first DNAT wins, and two backends translating differently is UNKNOWN."""
+        result = Outcome("ACCEPT")
+        for irs in rulesets:
+            bad = irs.unreadable.get(table) or irs.unreadable.get("")
+            if bad:
+                return Outcome("UNKNOWN", why=f"{irs.rs.backend} {table} table unreadable: {bad}")
+            ch = irs.chain(table, chain)
+            if ch is None:
+                continue
+            o = self.run(irs, table, ch.candidates(p), 0, p, 0)
+            if o.verdict == "RETURN":
+                policy = irs.rs.tables[table].chains[chain].policy
+                why = f"{table}/{chain} policy {policy} ({irs.rs.backend})"
+                o = Outcome("DROP", why=why) if policy == "DROP" else Outcome("ACCEPT", why=why)
+            if o.verdict in ("DROP", "REJECT", "UNKNOWN"):
+                return o
+            if o.verdict in ("DNAT", "REDIRECT"):
+                if result.verdict in ("DNAT", "REDIRECT") and not result.same(o):
+                    why = f"{result.rule.ref} and {o.rule.ref} translate differently (2 backends)"
+                    return Outcome("UNKNOWN", o.rule, why=why)
+                result = o
+            elif result.verdict == "ACCEPT" and result.rule is None and o.rule is not None:
+                result = o  # name a rule that accepted rather than another backend's policy
+            elif result.verdict == "ACCEPT" and result.rule is None and not result.why:
+                result = o
+        return result
+
+    def run(self, irs, table: str, rules, i: int, p: Packet, depth: int) -> Outcome:
+        while i < len(rules):
+            r = rules[i]
+            i += 1
+            m, why = rule_match(r, p, self.env)
+            if m == NO:
+                continue
+            res, p2 = self.apply(irs, table, r, p, depth)
+            if m == MAYBE:
+                if res is None and p2 == p:
+                    continue
+                self.branches += 1
+                if self.branches > MAX_BRANCHES:
+                    return Outcome("UNKNOWN", r, why="too many rules the exporter cannot decide")
+                taken = res if res is not None else self.run(irs, table, rules, i, p2, depth)
+                skipped = self.run(irs, table, rules, i, p, depth)
+                if taken.same(skipped):
+                    return taken
+                return Outcome("UNKNOWN", r, why=f"{r.ref} may or may not apply: {why}")
+            if res is not None:
+                return res
+            p = p2
+        return Outcome("RETURN")
+
+    def apply(self, irs, table: str, r: Rule, p: Packet, depth: int):
+        t = r.target
+        if r.conds and r.conds[0].option == "?unparsed":  # iptsave's placeholder: any target
+            return Outcome("UNKNOWN", r, why=f"{r.ref} could not be parsed"), p
+        if t in NONTERMINAL:
+            return None, p
+        if t == "MARK":
+            self.marked = True
+            return None, replace(p, mark=_set_mark(p.mark, r.target_opt("--set-xmark")))
+        if t == "CONNMARK":
+            self.marked = True
+            return None, replace(p, mark=None)
+        if t in ("ACCEPT", "DROP", "REJECT", "RETURN"):
+            return Outcome(t, r), p
+        if t == "DNAT" and table == "nat":
+            to = _endpoint(r.target_opt("--to-destination") or "")
+            if to is None:
+                return Outcome("UNKNOWN", r, why=f"{r.ref}: DNAT destination not understood"), p
+            return Outcome("DNAT", r, to), p
+        if t == "REDIRECT" and table == "nat":
+            return Outcome("REDIRECT", r), p
+        if t in NAT_DONE and table == "nat":
+            return Outcome("NAT", r), p
+        sub = irs.chain(table, t)
+        if sub is None:
+            return Outcome("UNKNOWN", r, why=f"{r.ref}: target {t} not understood"), p
+        if depth >= MAX_DEPTH:
+            return Outcome("UNKNOWN", r, why="jump chain too deep (loop?)"), p
+        o = self.run(irs, table, sub.candidates(p), 0, p, depth + 1)
+        if o.verdict == "RETURN" and not r.goto:
+            return None, p
+        return o, p
+
+
+def _set_mark(mark: int | None, spec: str | None) -> int | None:
+    if mark is None or not spec:
+        return None
+    value, _, mask = spec.partition("/")
+    try:
+        v, m = int(value, 0), int(mask, 0) if mask else 0xFFFFFFFF
+    except ValueError:
+        return None
+    return (mark & ~m & 0xFFFFFFFF) ^ v
+
+
+def _endpoint(spec: str) -> tuple[str, int | None] | None:
+    """`172.17.0.2:80`, `172.17.0.2`, `[fd00::2]:80`, `fd00::2` → (address, port or None)."""
+    if not spec or "-" in spec:
+        return None  # ranges: more than one destination
+    if spec.startswith("["):
+        addr, _, rest = spec[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif spec.count(":") == 1:
+        addr, port = spec.split(":")
+    else:
+        addr, port = spec, ""
+    if port and not port.isdigit():
+        return None
+    return addr, int(port) if port else None

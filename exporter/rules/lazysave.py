@@ -1,0 +1,224 @@
+"""`*-save` output parsed a chain at a time, when something first looks at the chain.
+
+A host with kube-proxy holds tens of thousands of nat rules in chains no Docker port ever
+reaches; parsing them all cost more than running `iptables-save`. `parse_save_lazy` checks the
+text's structure with a few C-speed scans (every line of a known kind, every chain
+declared), then finds and parses a chain's rules the first time
+the chain is asked for (`str.find` on "\\n-A NAME"). Anything unusual in the structure (counters,
+stray lines, a table without COMMIT, an incompatible table) falls back to the eager parser, so
+its errors stay exactly as `iptsave.parse_save` reports them.
+
+Given the previous refresh's Ruleset, a chain whose lines are unchanged is taken from it as is.
+A rule that cannot be parsed still becomes `iptsave`'s `?unparsed` placeholder when its chain is
+read; its error is listed by `rule_errors` (chains never read are never checked).
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
+
+from exporter.rules import iptsave
+from exporter.rules.iptsave import INCOMPATIBLE, ParseError
+from exporter.rules.model import Chain, Cond, Rule, Ruleset, Table
+
+# A line the fast path does not handle (not a rule `-A ...`, a declaration `:CHAIN POLICY`, a
+# `*table`, a comment, COMMIT or empty): its presence sends the text to the eager parser.
+_ODD_LINE = re.compile(
+    r"\n(?:(?![-:*#]|COMMIT(?:\n|\Z)|\n|\Z)|-(?!A )|:(?!\S+ \S)|\*(?![A-Za-z_]\w*\n))"
+)
+T = TypeVar("T")
+_DECLARED = re.compile(r"\n:(\S+) ")
+_RULE_CHAIN = re.compile(r"\n-A (\S+)")
+
+
+class LazyChains(Mapping):
+    """A table's chains by name, each parsed on first access from the table's text."""
+
+    def __init__(self, table: str, text: str, span: tuple[int, int], first_line: int,
+                 family: str, backend: str, previous: LazyChains | None) -> None:  # fmt: skip
+        # The table's lines are text[lo:hi]: from the newline ending `*table` to the one before
+        # COMMIT, so every line is found as "\n<line>" and ends with "\n".
+        self.table, self.text, (self.lo, self.hi) = table, text, span
+        self.first_line = first_line  # the line number of `*table`
+        self.family, self.backend = family, backend
+        # Only the last refresh's parsed chains, never its own `previous`: no chain of history.
+        self._old = (previous.parsed, previous.lines, {e.chain for e in previous.errors},
+                     previous.memo) if previous is not None else ({}, {}, set(), {})  # fmt: skip
+        self.memo: dict[str, dict[str, object]] = {}  # chain → what `derived` computed from it
+        self.parsed: dict[str, Chain] = {}
+        self.lines: dict[str, list[str]] = {}  # chain → its rule lines, for reuse next time
+        self.errors: list[ParseError] = []  # rule-level errors of the chains parsed so far
+        self._absent: set[str] = set()
+
+    def __getitem__(self, name: str) -> Chain:
+        chain = self.parsed.get(name)
+        if chain is None:
+            if name in self._absent:
+                raise KeyError(name)
+            chain = self._load(name)
+            if chain is None:
+                self._absent.add(name)
+                raise KeyError(name)
+        return chain
+
+    def __contains__(self, name: object) -> bool:
+        if name in self.parsed:
+            return True
+        if not isinstance(name, str) or name in self._absent:
+            return False
+        found = self._find(f"\n:{name} ") >= 0  # every chain with rules is declared
+        if not found:
+            self._absent.add(name)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(_DECLARED.findall(self.text, self.lo, self.hi)))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"<LazyChains {self.table}: {len(self.parsed)} parsed>"
+
+    def rule_count(self) -> int:
+        return self.text.count("\n-A ", self.lo, self.hi)
+
+    def _find(self, what: str, at: int | None = None) -> int:
+        return self.text.find(what, self.lo if at is None else at, self.hi)
+
+    def _load(self, name: str) -> Chain | None:
+        policy, declared = self._policy(name)
+        if not declared:
+            return None
+        lines = self._rule_lines(name)
+        old_parsed, old_lines, old_bad, old_memo = self._old
+        chain = old_parsed.get(name)
+        unchanged = chain is not None and chain.policy == policy and old_lines.get(name) == lines
+        if unchanged and name not in old_bad:
+            self.parsed[name], self.lines[name] = chain, lines
+            self.memo[name] = old_memo.get(name, {})
+            return chain
+        chain = Chain(name, policy, self._parse(name, lines))
+        self.parsed[name], self.lines[name] = chain, lines
+        return chain
+
+    def _policy(self, name: str) -> tuple[str | None, bool]:
+        at = self._find(f"\n:{name} ")
+        if at < 0:
+            return None, False
+        start = at + len(name) + 3
+        eol = self.text.find("\n", start)
+        space = self.text.find(" ", start, eol)  # before the counters, when there are any
+        policy = self.text[start : space if space >= 0 else eol]
+        return (None if policy == "-" else policy), True
+
+    def _rule_lines(self, name: str) -> list[str]:
+        lines, at = [], self._next_rule(name, self.lo)
+        while at >= 0:
+            end = self.text.find("\n", at + 1)
+            lines.append(self.text[at + 1 : end])
+            at = self._next_rule(name, end)
+        return lines
+
+    def _next_rule(self, name: str, at: int) -> int:
+        """Where the next line `-A name ...` starts (its preceding newline), or -1."""
+        text, prefix = self.text, f"\n-A {name}"
+        after = len(prefix)
+        at = self._find(prefix, at)
+        while at >= 0 and text[at + after] not in " \n":  # `-A DOCKER-USER` when asked DOCKER
+            at = self._find(prefix, at + after)
+        return at
+
+    def _parse(self, name: str, lines: list[str]) -> tuple[Rule, ...]:
+        paused = gc.isenabled()
+        gc.disable()  # thousands of new objects, none in a cycle (as in iptsave.parse_save)
+        try:
+            return tuple(self._rule(name, i, line) for i, line in enumerate(lines, 1))
+        finally:
+            if paused:
+                gc.enable()
+
+    def _rule(self, name: str, position: int, line: str) -> Rule:
+        try:
+            conds, target, topts, goto = iptsave.parse_rule_tokens(iptsave._tokens(line)[2:])
+        except ValueError as exc:
+            self._error(name, line, str(exc))
+            conds, target, topts, goto = (Cond("?unparsed", (str(exc),)),), "", (), False
+        fam, table, backend = self.family, self.table, self.backend
+        return Rule(fam, table, name, position, conds, target, topts, goto, line, backend)
+
+    def _error(self, name: str, line: str, why: str) -> None:
+        at = self.text.find("\n" + line + "\n", self.lo, self.hi + 1)
+        no = self.first_line + self.text.count("\n", self.lo, at + 1) if at >= 0 else 0
+        self.errors.append(ParseError(self.table, name, no, line, why))
+
+
+def parse_save_lazy(
+    text: str, family: str, backend: str, previous: Ruleset | None = None
+) -> Ruleset:
+    """`iptsave.parse_save`, with each chain parsed when first looked at. `previous`: the last
+    refresh's Ruleset of the same family and backend, whose unchanged chains are reused."""
+    tables = _tables(text)
+    if tables is None:
+        return iptsave.parse_save(text, family, backend)
+    same = previous is not None and (previous.family, previous.backend) == (family, backend)
+    old = previous.tables if same else {}
+    out = {}
+    for name, span, first_line in tables:
+        before = old.get(name)
+        prev = before.chains if before is not None else None
+        prev = prev if isinstance(prev, LazyChains) else None
+        chains = LazyChains(name, text, span, first_line, family, backend, prev)
+        out[name] = Table(name, chains)
+    return Ruleset(family, backend, out, ())
+
+
+def derived(chains: Mapping, name: str, kind: str, make: Callable[[Chain], T]) -> T | None:
+    """`make(chain)` for the chain called `name` (None when there is none), computed once per
+    chain of a lazily parsed table and kept across refreshes while the chain is unchanged."""
+    chain = chains.get(name)
+    if chain is None or not isinstance(chains, LazyChains):
+        return None if chain is None else make(chain)
+    memo = chains.memo.setdefault(name, {})
+    if kind not in memo:
+        memo[kind] = make(chain)
+    return memo[kind]  # type: ignore[return-value]
+
+
+def rule_errors(rs: Ruleset) -> tuple[ParseError, ...]:
+    """Errors of rules parsed lazily so far, after the Ruleset's own (structural) errors."""
+    lazy = (t.chains.errors for t in rs.tables.values() if isinstance(t.chains, LazyChains))
+    return tuple(e for errors in lazy for e in errors)
+
+
+def _tables(text: str) -> list[tuple[str, tuple[int, int], int]] | None:
+    """(name, span of its lines, line number of `*name`) per table; None when the text needs
+    the eager parser: odd lines, counters, CR, an incompatible or unterminated table."""
+    first = text[: text.find("\n") + 1] if "\n" in text else text + "\n"
+    if _ODD_LINE.search(text) or _ODD_LINE.match("\n" + first) or "\r" in text or "\t" in text:
+        return None
+    if INCOMPATIBLE in text:
+        return None
+    out, seen, at = [], set(), 0
+    while True:
+        start = text.find("*", at) if at == 0 and text.startswith("*") else text.find("\n*", at)
+        gap = text[at : start if start >= 0 else len(text)]
+        if any(line and line[0] != "#" for line in gap.split("\n")):
+            return None  # a rule, declaration or COMMIT outside any table
+        if start < 0:
+            return out
+        head = start if text[start] == "*" else start + 1
+        eol = text.find("\n", head)
+        end = text.find("\nCOMMIT", eol)
+        name = text[head + 1 : eol]
+        if end < 0 or name in seen or text.find("\n*", eol, end) >= 0:
+            return None
+        if set(_RULE_CHAIN.findall(text, eol, end)) - set(_DECLARED.findall(text, eol, end)):
+            return None  # a rule of an undeclared chain: the eager parser says what is wrong
+        seen.add(name)
+        out.append((name, (eol, end + 1), text.count("\n", 0, head) + 1))
+        at = text.find("\n", end + 1)
+        at = len(text) if at < 0 else at

@@ -1,0 +1,71 @@
+"""Semantic keys for rules, so expected and kernel rules compare equal whatever their spelling.
+
+`iptables-save` adds `-m tcp`, appends `/32`, drops `0/0`, reorders options; hand-written and
+generated rules do not. A key ignores all of that, plus comments and counters.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from exporter.rules.model import Cond, Rule
+
+PROTO_NUMBERS = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp"}
+PORT_MODULES = {"tcp", "udp", "sctp", "udplite", "dccp"}
+IGNORED_MODULES = {"comment"}
+
+
+@lru_cache(maxsize=65536)
+def norm_addr(value: str) -> str:
+    """`172.17.0.2` → `172.17.0.2/32`; `0/0` → `0.0.0.0/0`; garbage is returned unchanged."""
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        if value in ("0/0", "0"):
+            return "0.0.0.0/0"
+        return value
+
+
+def is_any(prefix: str) -> bool:
+    return prefix.endswith("/0")
+
+
+def norm_proto(value: str) -> str:
+    value = value.lower()
+    return PROTO_NUMBERS.get(value, value)
+
+
+def norm_endpoint(value: str) -> str:
+    """`[fd00::2]:80` and `fd00::2:80`-style --to-destination values, lowercased."""
+    return value.lower()
+
+
+def cond_key(c: Cond) -> tuple | None:
+    if c.module in IGNORED_MODULES:
+        return None
+    if c.option in ("-s", "-d"):
+        addr = norm_addr(c.values[0])
+        if is_any(addr) and not c.negated:
+            return None
+        return (c.option, (addr,), c.negated)
+    if c.option == "-p":
+        proto = norm_proto(c.values[0])
+        return None if proto == "all" and not c.negated else ("-p", (proto,), c.negated)
+    if c.option in ("--ctstate", "--state"):
+        states = ",".join(sorted(c.values[0].upper().split(","))) if c.values else ""
+        return ("--ctstate", (states,), c.negated)
+    module = "" if c.module in PORT_MODULES or c.module in ("conntrack", "state") else c.module
+    return (module, c.option, c.values, c.negated)
+
+
+def rule_key(rule: Rule) -> tuple:
+    """The identity of a rule for expected-versus-present comparison (position excluded)."""
+    conds = frozenset(k for k in map(cond_key, rule.conds) if k is not None)
+    topts = tuple(
+        sorted(
+            (k, tuple(norm_endpoint(v) for v in vals) if k == "--to-destination" else vals)
+            for k, vals in rule.target_opts
+        )
+    )
+    return (rule.family, rule.table, rule.chain, rule.target, rule.goto, conds, topts)

@@ -1,0 +1,200 @@
+"""The custom collector: fresh metric families from the latest snapshot on every collect().
+
+A container, port or rule that is gone from the snapshot is gone from the next scrape. Nothing
+here talks to Docker or the kernel; see docs/metrics.md for the contract.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.expect.iptables import PORT_KINDS
+from exporter.path.verdict import SEVERITY, STATES
+from exporter.serve.snapshot import Snapshot, backends_mixed
+
+PORT_LABELS = [
+    "container",
+    "network",
+    "family",
+    "protocol",
+    "host_ip",
+    "host_port",
+    "container_port",
+]
+MAX_LABEL = 200
+
+
+def bound(value: str, limit: int = MAX_LABEL) -> str:
+    """At most `limit` characters, and encodable (lone surrogates from JSON become '?')."""
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def port_labels(b) -> list[str]:
+    return [bound(b.container), bound(b.network), b.family, bound(b.protocol), bound(b.host_ip),
+            str(b.host_port), str(b.container_port)]  # fmt: skip
+
+
+def select_ports(ports, limit: int):
+    """At most `limit` ports, the unhealthy ones first so a cap never hides a broken port."""
+    if len(ports) <= limit:
+        return ports, 0
+    ranked = sorted(ports, key=lambda p: SEVERITY[p.verdict.state])
+    return ranked[:limit], len(ports) - limit
+
+
+class SnapshotCollector(Collector):
+    def __init__(self, holder, max_bindings: int = 5000) -> None:
+        self.holder = holder  # has .snapshot (Snapshot | None) and .errors (dict source → count)
+        self.max_bindings = max_bindings
+
+    def describe(self) -> list[Metric]:
+        return []  # unchecked collector: never collect at registration time
+
+    def collect(self) -> Iterator[Metric]:
+        s: Snapshot | None = self.holder.snapshot
+        yield from self._self_metrics(s)
+        if s is None:
+            return
+        yield from self._ports(s)
+        yield from self._aggregates(s)
+        yield from self._facts(s)
+
+    def _self_metrics(self, s: Snapshot | None) -> Iterator[Metric]:
+        info = InfoMetricFamily(
+            "docker_nat_exporter_build", "Version of the exporter and of Python running it."
+        )
+        info.add_metric([], {"version": __version__, "python_version": platform.python_version()})
+        yield info
+        errors = CounterMetricFamily(
+            "docker_nat_refresh_errors", "Failed reads per source since start.", labels=["source"]
+        )
+        for src, n in sorted(self.holder.errors.items()):
+            errors.add_metric([src], n)
+        yield errors
+        if s is None:
+            return
+        up = GaugeMetricFamily(
+            "docker_nat_source_up", "1 when the last read of the source worked.", labels=["source"]
+        )
+        for src in s.sources:
+            up.add_metric([src.name], 1 if src.up else 0)
+        yield up
+        yield GaugeMetricFamily(
+            "docker_nat_last_refresh_timestamp_seconds",
+            "When the snapshot served now was taken (refreshed on an interval and on events).",
+            value=s.taken_at,
+        )
+        yield GaugeMetricFamily(
+            "docker_nat_refresh_duration_seconds",
+            "How long computing the snapshot served now took.",
+            value=s.duration_seconds,
+        )
+
+    def _ports(self, s: Snapshot) -> Iterator[Metric]:
+        ports, omitted = select_ports(s.ports, self.max_bindings)
+        state = GaugeMetricFamily(
+            "docker_nat_port_state",
+            "1 for the state a remote client's new connection to the port gets, 0 for the others.",
+            labels=[*PORT_LABELS, "state"],
+        )
+        info = InfoMetricFamily(
+            "docker_nat_port",
+            "The verdict's reason and the binding's container side.",
+            labels=[*PORT_LABELS, "container_id", "bridge", "container_ip", "reason"],
+        )
+        present = GaugeMetricFamily(
+            "docker_nat_rule_present",
+            "1 when a per-port rule Docker's layout expects is in the kernel.",
+            labels=[*PORT_LABELS, "kind"],
+        )
+        for p in ports:
+            b, lv = p.binding, port_labels(p.binding)
+            for st in STATES:
+                state.add_metric([*lv, st], 1 if p.verdict.state == st else 0)
+            extra = [bound(v) for v in (b.container_id, b.bridge, b.container_ip, p.verdict.reason)]
+            info.add_metric([*lv, *extra], {})
+            for e in p.rules:
+                present.add_metric([*lv, e.expected.kind], 1 if e.present else 0)
+        yield from (state, info, present)
+        yield GaugeMetricFamily(
+            "docker_nat_bindings", "Published host-port bindings in the snapshot.", len(s.ports)
+        )
+        yield GaugeMetricFamily(
+            "docker_nat_bindings_omitted",
+            "Bindings left out of per-port series by --max-bindings.",
+            value=omitted,
+        )
+        cinfo = InfoMetricFamily(
+            "docker_nat_container",
+            "Containers with published ports.",
+            labels=["container", "container_id", "image", "compose_project", "compose_service"],
+        )
+        for c in s.containers:
+            cinfo.add_metric(
+                [bound(v) for v in (c.name, c.id, c.image, c.compose_project, c.compose_service)],
+                {},
+            )
+        yield cinfo
+
+    def _aggregates(self, s: Snapshot) -> Iterator[Metric]:
+        expected: dict[tuple[str, str], set] = {}
+        missing: dict[tuple[str, str], set] = {}
+        evidence = [e for p in s.ports for e in p.rules] + list(s.jumps) + list(s.bridge_rules)
+        for e in evidence:
+            key = (e.expected.family, e.expected.kind)
+            expected.setdefault(key, set()).add(e.expected.key)
+            if not e.present:
+                missing.setdefault(key, set()).add(e.expected.key)
+        fam_kind = ["family", "kind"]
+        exp_f = GaugeMetricFamily(
+            "docker_nat_rules_expected", "Rules Docker's layout expects.", labels=fam_kind
+        )
+        mis_f = GaugeMetricFamily(
+            "docker_nat_rules_missing", "Expected rules not in the kernel.", labels=fam_kind
+        )
+        families = {f for f, _ in expected} or {"ipv4"}
+        for fam in sorted(families):
+            for kind in (*PORT_KINDS, "jump", "bridge_rule"):
+                exp_f.add_metric([fam, kind], len(expected.get((fam, kind), ())))
+                mis_f.add_metric([fam, kind], len(missing.get((fam, kind), ())))
+        yield from (exp_f, mis_f)
+        stale = GaugeMetricFamily(
+            "docker_nat_stale_rules",
+            "DNAT/ACCEPT rules in Docker's chains that belong to no live binding.",
+            labels=["family", "table", "chain"],
+        )
+        counts: dict[tuple[str, str, str], int] = {}
+        for r in s.stale:
+            counts[(r.family, r.table, r.chain)] = counts.get((r.family, r.table, r.chain), 0) + 1
+        for fam in sorted({f for f, _, _ in counts} | {"ipv4"}):
+            for table in ("nat", "filter"):
+                stale.add_metric([fam, table, "DOCKER"], counts.get((fam, table, "DOCKER"), 0))
+        yield stale
+        jumps = GaugeMetricFamily(
+            "docker_nat_jump_present",
+            "1 when a jump Docker's layout needs is in the kernel.",
+            labels=["family", "table", "chain", "target", "bridge"],
+        )
+        for e in s.jumps:
+            x = e.expected
+            jumps.add_metric(
+                [x.family, x.table, x.chain, x.target, x.bridge], 1 if e.present else 0
+            )
+        yield jumps
+
+    def _facts(self, s: Snapshot) -> Iterator[Metric]:
+        from exporter.serve.collector_facts import fact_metrics
+
+        yield from fact_metrics(s, backends_mixed(s))

@@ -1,0 +1,148 @@
+"""`docker-nat-exporter serve`: validate the configuration, then run the HTTP exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__, logs
+from exporter.config import ConfigError, parse_duration, parse_listen
+from exporter.serve.collector import SnapshotCollector
+from exporter.serve.refresh import RefreshOptions
+from exporter.serve.scheduler import Holder, Scheduler
+from exporter.sources.nftwatch import NATIVE
+from exporter.sources.watch import DockerEvents, NftMonitor
+from exporter.web.app import make_app
+from exporter.web.webconfig import WebConfig, WebConfigError, load_web_config
+
+log = logging.getLogger("docker_nat_exporter")
+KEEPALIVE_TIMEOUT = 15.0  # seconds; aiohttp's run_app default is 75
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    host: str
+    port: int
+    telemetry_path: str
+    web: WebConfig
+    max_requests: int
+    interval: float
+    debounce: float
+    host_interval: float
+    max_bindings: int
+    log_level: str
+    log_format: str
+
+
+def _count(text: str, flag: str) -> int:
+    if not text.strip().isdigit():
+        raise ConfigError(f"--{flag}: {text!r} is not a non-negative whole number")
+    return int(text)
+
+
+def serve_config(v: dict) -> ServeConfig:
+    host, port = parse_listen(v["web.listen-address"])
+    path = v["web.telemetry-path"]
+    if not path.startswith("/") or path in ("/", "/-/healthy", "/-/ready"):
+        raise ConfigError(f"--web.telemetry-path: {path!r} must be a path like /metrics")
+    try:
+        web_config = load_web_config(v["web.config.file"] or None)
+    except WebConfigError as exc:
+        raise ConfigError(f"--web.config.file: {exc}") from None
+    for name in ("log.level", "log.format"):
+        if v[name] not in {"log.level": logs.LEVELS, "log.format": ("logfmt", "json")}[name]:
+            raise ConfigError(f"--{name}: {v[name]!r} is not allowed")
+    return ServeConfig(
+        host=host,
+        port=port,
+        telemetry_path=path,
+        web=web_config,
+        max_requests=_count(v["web.max-requests"], "web.max-requests"),
+        interval=parse_duration(v["refresh.interval"], "refresh.interval"),
+        debounce=parse_duration(v["refresh.debounce"], "refresh.debounce"),
+        host_interval=parse_duration(
+            v["refresh.host-facts-interval"], "refresh.host-facts-interval"
+        ),
+        max_bindings=_count(v["max-bindings"], "max-bindings"),
+        log_level=v["log.level"],
+        log_format=v["log.format"],
+    )
+
+
+def build_app(cfg: ServeConfig, opts: RefreshOptions, snapshot_fn=None, watch: bool = True):
+    """The application with its refresh loop and watchers in one cleanup context."""
+    holder = Holder()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(holder, cfg.max_bindings))
+    kwargs = {"snapshot_fn": snapshot_fn} if snapshot_fn else {}
+    sched = Scheduler(opts, cfg.interval, cfg.debounce, cfg.host_interval, holder, **kwargs)
+
+    @contextlib.asynccontextmanager
+    async def background(app: web.Application):
+        loop = asyncio.get_running_loop()
+
+        def notify(why: str) -> None:
+            loop.call_soon_threadsafe(sched.trigger, why)
+
+        tasks = [asyncio.create_task(sched.run(), name="refresh")]
+        events = DockerEvents(opts.docker_host, notify) if watch else None
+        if events:
+            events.start()
+        nft = NftMonitor(sched.trigger, NATIVE) if watch and NftMonitor.available() else None
+        if nft:
+            tasks.append(asyncio.create_task(nft.run(), name="nft-monitor"))
+        try:
+            yield
+        finally:
+            if events:
+                events.close()
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            if nft:
+                await nft.close()
+
+    app = make_app(
+        holder, registry, cfg.web, cfg.telemetry_path, cfg.max_requests, cleanup=background
+    )
+    return app, holder, sched
+
+
+def run_service(ns, opts: RefreshOptions) -> int:
+    cfg = serve_config(vars(ns))
+    logs.setup(cfg.log_level, cfg.log_format)
+    for w in cfg.web.warnings:
+        log.warning("web config: %s", w)
+    app, _, _ = build_app(cfg, opts)
+    log.info(
+        "docker-nat-exporter %s listening on %s:%d%s (docker %s, refresh every %gs)",
+        __version__,
+        cfg.host or "*",
+        cfg.port,
+        " with TLS" if cfg.web.tls else "",
+        opts.docker_host,
+        cfg.interval,
+    )
+    try:
+        web.run_app(
+            app,
+            host=cfg.host or None,
+            port=cfg.port,
+            ssl_context=cfg.web.ssl_context(),
+            print=None,
+            access_log=None,
+            handle_signals=True,
+            # also bounds a client trickling its request headers: aiohttp closes a connection
+            # still waiting for a complete request this long after it opened (or went idle)
+            keepalive_timeout=KEEPALIVE_TIMEOUT,
+        )
+    except OSError as exc:
+        raise ConfigError(f"--web.listen-address: cannot listen: {exc.strerror or exc}") from None
+    return 0

@@ -1,0 +1,58 @@
+"""Reading rules without the capabilities it needs is an error, never an empty ruleset."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+from support.corefix import BASE_G27
+from support.util import require_or_skip
+
+LEGACY_DOCKER = BASE_G27  # Docker 20.10's rules, loaded into the legacy backend
+READ = (
+    "import json; from exporter.sources.iptables import read_family; r = read_family('ipv4', 10)"
+    "; print(json.dumps({'error': r.rules.error, 'rulesets': len(r.rules.rulesets)}))"
+)
+
+
+@pytest.fixture
+def legacy_ns():
+    tools = ("ip", "setpriv", "nsenter", "iptables-legacy-restore")
+    ok = os.geteuid() == 0 and all(shutil.which(t) for t in tools)
+    require_or_skip(ok, "needs root, ip, setpriv, nsenter and iptables-legacy")
+    name = f"dnecap{os.getpid()}{uuid.uuid4().hex[:4]}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        nsenter = ["nsenter", f"--net=/run/netns/{name}"]
+        subprocess.run([*nsenter, "iptables-legacy-restore"], input=LEGACY_DOCKER, text=True,
+                       check=True)  # fmt: skip
+        yield nsenter
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def read_with_caps(nsenter: list[str], caps: str) -> dict:
+    setpriv = ["setpriv", "--inh-caps=-all", f"--bounding-set=-all{caps}"]
+    p = subprocess.run([*nsenter, *setpriv, sys.executable, "-c", READ],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_legacy_rules_without_net_raw_make_the_family_unreadable(legacy_ns):
+    full = read_with_caps(legacy_ns, ",+net_admin,+net_raw")
+    assert full == {"error": "", "rulesets": 2}  # the empty nft side and the legacy side
+    no_raw = read_with_caps(legacy_ns, ",+net_admin")
+    assert no_raw["rulesets"] == 0
+    assert "Permission denied" in no_raw["error"] and "CAP_NET_RAW" in no_raw["error"]
+
+
+def test_no_capabilities_at_all_is_an_error_naming_cap_net_admin(legacy_ns):
+    none = read_with_caps(legacy_ns, "")
+    assert none["rulesets"] == 0 and "CAP_NET_ADMIN" in none["error"]

@@ -1,0 +1,163 @@
+"""The HTTP exporter through aiohttp's test client, with injected snapshot functions."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import replace
+
+import pytest
+from support.servicefix import fixture_snapshot, incident_rules
+
+from exporter.config import COMMON, SERVE, ConfigError, env_defaults
+from exporter.serve.refresh import RefreshOptions
+from exporter.serve.service import ServeConfig, build_app, serve_config
+from exporter.web.webconfig import WebConfig
+
+
+def cfg(**kw) -> ServeConfig:
+    base = dict(
+        host="127.0.0.1",
+        port=0,
+        telemetry_path="/metrics",
+        web=WebConfig(),
+        max_requests=40,
+        interval=3600.0,
+        debounce=0.01,
+        host_interval=3600.0,
+        max_bindings=5000,
+        log_level="info",
+        log_format="logfmt",
+    )
+    return ServeConfig(**{**base, **kw})
+
+
+async def client_for(aiohttp_client, snapshot_fn, **kw):
+    app, holder, sched = build_app(
+        cfg(**kw), RefreshOptions(host_facts=False), snapshot_fn, watch=False
+    )
+    client = await aiohttp_client(app)
+    for _ in range(200):
+        if holder.snapshot is not None:
+            break
+        await asyncio.sleep(0.01)
+    return client, holder, sched
+
+
+async def test_metrics_text_and_openmetrics(aiohttp_client):
+    client, _, _ = await client_for(aiohttp_client, lambda opts: fixture_snapshot())
+    r = await client.get("/metrics")
+    assert r.status == 200
+    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    body = await r.text()
+    assert 'docker_nat_port_state{container="web"' in body
+    r = await client.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+    om = await r.text()
+    assert om.rstrip().endswith("# EOF") and "# TYPE docker_nat_docker info" in om
+
+
+async def test_source_failure_is_data_not_an_error(aiohttp_client):
+    client, _, _ = await client_for(aiohttp_client, lambda opts: fixture_snapshot(docker_up=False))
+    r = await client.get("/metrics")
+    assert r.status == 200
+    body = await r.text()
+    assert 'docker_nat_source_up{source="docker"} 0.0' in body
+    assert 'docker_nat_refresh_errors_total{source="docker"} 1.0' in body
+    assert "docker_nat_port_state{" not in body
+
+
+async def test_ready_only_after_first_snapshot(aiohttp_client):
+    release = threading.Event()
+
+    def slow(opts):
+        release.wait(10)
+        return fixture_snapshot()
+
+    app, holder, _ = build_app(cfg(), RefreshOptions(host_facts=False), slow, watch=False)
+    client = await aiohttp_client(app)
+    assert (await client.get("/-/ready")).status == 503
+    assert (await client.get("/-/healthy")).status == 200
+    assert (await client.get("/metrics")).status == 200  # self metrics only, never blocks
+    release.set()
+    for _ in range(200):
+        if holder.snapshot is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert (await client.get("/-/ready")).status == 200
+
+
+async def test_status_page_lists_broken_ports_escaped(aiohttp_client):
+    def snap(opts):
+        s = fixture_snapshot(incident_rules())
+        ports = tuple(
+            replace(p, binding=replace(p.binding, container="<script>x</script>"))
+            if p.binding.container == "web"
+            else p
+            for p in s.ports
+        )
+        return replace(s, ports=ports)
+
+    client, _, _ = await client_for(aiohttp_client, snap)
+    page = await (await client.get("/")).text()
+    assert "misrouted" in page and "172.17.0.9:80" in page
+    assert "<script>x" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+    assert "Stale rules" in page
+
+
+async def test_trigger_refreshes_and_swaps(aiohttp_client):
+    texts = iter([None, incident_rules()])
+    client, holder, sched = await client_for(
+        aiohttp_client, lambda opts: fixture_snapshot(next(texts, incident_rules()))
+    )
+    first = holder.snapshot
+    assert 'state="misrouted"} 1.0' not in await (await client.get("/metrics")).text()
+    sched.trigger("test")
+    for _ in range(300):
+        if holder.snapshot is not first:
+            break
+        await asyncio.sleep(0.01)
+    body = await (await client.get("/metrics")).text()
+    assert 'host_port="18080",network="bridge",protocol="tcp",state="misrouted"} 1.0' in body
+
+
+async def test_custom_telemetry_path_and_gzip(aiohttp_client):
+    client, _, _ = await client_for(
+        aiohttp_client, lambda o: fixture_snapshot(), telemetry_path="/m"
+    )
+    r = await client.get("/m", headers={"Accept-Encoding": "gzip"})
+    assert r.status == 200 and r.headers.get("Content-Encoding") == "gzip"
+    assert "docker_nat_port_state" in await r.text()  # the client decompresses
+    assert (await client.get("/metrics")).status == 404
+
+
+def serve_values(**over):
+    v = env_defaults(COMMON + SERVE, environ={})
+    v.update(over)
+    return v
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("web.listen-address", "9841", "is not [host]:port"),
+        ("web.listen-address", "bad host!:1", "is not a host name or address"),
+        ("web.telemetry-path", "metrics", "must be a path"),
+        ("refresh.interval", "15", "is not a duration"),
+        ("refresh.interval", "0s", "greater than zero"),
+        ("max-bindings", "-1", "non-negative whole number"),
+        ("web.config.file", "/nonexistent/web.yml", "cannot read file"),
+        ("log.level", "verbose", "is not allowed"),
+    ],
+)
+def test_bad_serve_flags_rejected_with_message(flag, value, message):
+    with pytest.raises(ConfigError) as exc:
+        serve_config(serve_values(**{flag: value}))
+    assert f"--{flag}" in str(exc.value) and message in str(exc.value)
+
+
+def test_environment_supplies_flags():
+    v = env_defaults(SERVE, environ={"DOCKER_NAT_EXPORTER_WEB_LISTEN_ADDRESS": "127.0.0.1:1234"})
+    assert serve_config({**serve_values(), **v}).port == 1234
