@@ -20,9 +20,10 @@ from unittest import mock
 
 from bench import gen
 from exporter.docker.decode import DaemonHints, decode_state
-from exporter.expect import iptables as expected
-from exporter.path.analysis import FamilyRules, analyse
+from exporter.expect import model as expected
+from exporter.path.analysis import analyse
 from exporter.rules import iptsave
+from exporter.rules.family import FamilyRules
 from exporter.rules.lazysave import parse_save_lazy
 from exporter.serve.refresh import RefreshCache
 

@@ -18,8 +18,9 @@ import time
 from collections import Counter
 
 from exporter.docker.decode import decode_state
-from exporter.expect import iptables as expected
-from exporter.path.analysis import FamilyRules, analyse
+from exporter.expect import model as expected
+from exporter.path.analysis import analyse
+from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
 from exporter.serve.refresh import RefreshOptions, take_snapshot
 from exporter.sources import iptables as ipt

@@ -10,7 +10,7 @@ import time
 from exporter.cli.report import exit_code, render_table, to_json
 from exporter.config import ConfigError
 from exporter.docker.decode import DaemonHints
-from exporter.path.analysis import FamilyRules
+from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import INCOMPATIBLE, parse_save
 from exporter.serve.refresh import RefreshOptions, take_snapshot
 from exporter.serve.snapshot import Snapshot, build

@@ -1,4 +1,4 @@
-"""The rules Docker should have installed, per binding, per bridge and globally, by generation.
+"""The rules Docker writes with its iptables firewall backend, per binding, per bridge, globally.
 
 Layouts follow docker-firewall.md §2: g27 (20.10, 23–27), g28.0 (28.0.0), g28 (28.0.1–28.x),
 g29 (29.x, iptables backend). Rules are written in `iptables-save` syntax and parsed with the same
@@ -7,40 +7,8 @@ parser as the kernel's, so they compare by `normalize.rule_key`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
-
 from exporter.docker.model import DESIGN_DNAT, DESIGN_NONE, DESIGN_ROUTED, Binding, Daemon, Network
-from exporter.rules.iptsave import parse_rule_tokens
-from exporter.rules.model import Rule
-from exporter.rules.normalize import rule_key
-
-PORT_KINDS = ("dnat", "forward_accept", "hairpin_masquerade", "loopback_drop")
-
-
-@dataclass(frozen=True, slots=True)
-class Expected:
-    kind: str  # a PORT_KINDS entry, "jump" or "bridge_rule"
-    family: str
-    table: str
-    chain: str
-    target: str
-    text: str  # as `iptables-save` would print it, less the normalisation
-    key: tuple
-    bridge: str = ""
-    display: str = ""  # how to show it when not an iptables rule (nftables backend)
-
-    @property
-    def line(self) -> str:
-        return self.display or f"-t {self.table} {self.text}"
-
-
-@lru_cache(maxsize=1 << 16)  # every refresh expects (mostly) the same rules again
-def make(kind: str, family: str, table: str, text: str, bridge: str = "") -> Expected:
-    tokens = text.split()
-    conds, target, topts, goto = parse_rule_tokens(tokens[2:])
-    rule = Rule(family, table, tokens[1], 0, conds, target, topts, goto, text)
-    return Expected(kind, family, table, tokens[1], target, text, rule_key(rule), bridge)
+from exporter.expect.model import Expected, make
 
 
 def _ep(family: str, ip: str, port: int) -> str:
@@ -54,10 +22,6 @@ def _host(family: str, ip: str) -> str:
 def for_binding(b: Binding, daemon: Daemon, net: Network | None) -> tuple[Expected, ...]:
     """Per-port rules for one binding (empty when Docker writes none for it)."""
     gen, fam = daemon.generation, b.family
-    if gen == "nftables":
-        from exporter.expect.nftables import for_binding as nft_for_binding
-
-        return nft_for_binding(b, daemon, net)
     loop = b.design == DESIGN_NONE and b.loopback
     if net is None or not (b.design in (DESIGN_DNAT, DESIGN_ROUTED) or loop):
         return ()
@@ -90,10 +54,6 @@ def for_binding(b: Binding, daemon: Daemon, net: Network | None) -> tuple[Expect
 def for_bridge(net: Network, family: str, daemon: Daemon) -> tuple[Expected, ...]:
     """Per-bridge rules that every published port on this bridge depends on."""
     gen, br = daemon.generation, net.bridge
-    if gen == "nftables":
-        from exporter.expect.nftables import for_bridge as nft_for_bridge
-
-        return nft_for_bridge(net, family, daemon)
     proxy = daemon.userland_proxy is not False
     out: list[Expected] = []
 
@@ -126,10 +86,6 @@ _CT = "-m conntrack --ctstate RELATED,ESTABLISHED"
 def global_jumps(family: str, daemon: Daemon) -> tuple[Expected, ...]:
     """The jumps that lead packets into Docker's chains; without them every port is dead."""
     gen = daemon.generation
-    if gen == "nftables":
-        from exporter.expect.nftables import global_jumps as nft_global_jumps
-
-        return nft_global_jumps(family, daemon)
     lo = "::1/128" if family == "ipv6" else "127.0.0.0/8"
     not_lo = f"! -d {lo} " if daemon.userland_proxy is not False else ""
     texts = [

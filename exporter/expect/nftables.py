@@ -10,7 +10,7 @@ the iptables table the base chain is walked as, and the built-in name or `nft:<c
 from __future__ import annotations
 
 from exporter.docker.model import DESIGN_DNAT, DESIGN_NONE, DESIGN_ROUTED, Binding, Daemon, Network
-from exporter.expect.iptables import Expected
+from exporter.expect.model import Expected
 from exporter.rules.model import Rule
 from exporter.rules.nftexpr import CHAIN_PREFIX, translate
 from exporter.rules.nftprint import rule_text

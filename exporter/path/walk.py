@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from exporter.path.matching import LOCAL, MAYBE, NO, Env, Packet, rule_match
 from exporter.rules.lazysave import derived
 from exporter.rules.model import Rule, Ruleset
-from exporter.rules.normalize import norm_addr, norm_proto
+from exporter.rules.normalize import norm_addr, norm_proto, split_endpoint
 
 NONTERMINAL = {"", "LOG", "NFLOG", "ULOG", "CT", "NOTRACK", "CHECKSUM", "TRACE", "TCPMSS", "SET",
                "CLASSIFY", "DSCP", "TOS", "TTL", "HL", "AUDIT", "CONNSECMARK",
@@ -212,7 +212,7 @@ class Walker:
         if t in ("ACCEPT", "DROP", "REJECT", "RETURN"):
             return Outcome(t, r), p
         if t == "DNAT" and table == "nat":
-            to = _endpoint(r.target_opt("--to-destination") or "")
+            to = split_endpoint(r.target_opt("--to-destination") or "")
             if to is None:
                 return Outcome("UNKNOWN", r, why=f"{r.ref}: DNAT destination not understood"), p
             return Outcome("DNAT", r, to), p
@@ -240,19 +240,3 @@ def _set_mark(mark: int | None, spec: str | None) -> int | None:
     except ValueError:
         return None
     return (mark & ~m & 0xFFFFFFFF) ^ v
-
-
-def _endpoint(spec: str) -> tuple[str, int | None] | None:
-    """`172.17.0.2:80`, `172.17.0.2`, `[fd00::2]:80`, `fd00::2` → (address, port or None)."""
-    if not spec or "-" in spec:
-        return None  # ranges: more than one destination
-    if spec.startswith("["):
-        addr, _, rest = spec[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif spec.count(":") == 1:
-        addr, port = spec.split(":")
-    else:
-        addr, port = spec, ""
-    if port and not port.isdigit():
-        return None
-    return addr, int(port) if port else None

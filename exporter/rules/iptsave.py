@@ -144,7 +144,7 @@ def _append(b: _Builder, no: int, line: str) -> None:
         line = line[end + 1 :].lstrip()
     unsplit = ""
     try:
-        tokens = _tokens(line)
+        tokens = split_words(line)
     except ValueError as exc:  # still a rule of its chain: keep the numbering true
         tokens, unsplit = line.split(), str(exc)
     if len(tokens) < 2 or tokens[0] != "-A":
@@ -176,7 +176,8 @@ _WORD = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
 _ESCAPE = re.compile(r'\\([\\"])')
 
 
-def _tokens(line: str) -> list[str]:
+def split_words(line: str) -> list[str]:
+    """A rule line as iptables-save quotes it, split into words (quotes removed)."""
     if '"' in line or "'" in line or "\\" in line:
         simple = _quoted_words(line)
         if simple is not None:

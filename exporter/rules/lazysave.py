@@ -143,7 +143,7 @@ class LazyChains(Mapping):
 
     def _rule(self, name: str, position: int, line: str) -> Rule:
         try:
-            conds, target, topts, goto = iptsave.parse_rule_tokens(iptsave._tokens(line)[2:])
+            conds, target, topts, goto = iptsave.parse_rule_tokens(iptsave.split_words(line)[2:])
         except ValueError as exc:
             self._error(name, line, str(exc))
             conds, target, topts, goto = (Cond("?unparsed", (str(exc),)),), "", (), False

@@ -41,6 +41,22 @@ def norm_endpoint(value: str) -> str:
     return value.lower()
 
 
+def split_endpoint(spec: str) -> tuple[str, int | None] | None:
+    """`172.17.0.2:80`, `172.17.0.2`, `[fd00::2]:80`, `fd00::2` → (address, port or None)."""
+    if not spec or "-" in spec:
+        return None  # ranges: more than one destination
+    if spec.startswith("["):
+        addr, _, rest = spec[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif spec.count(":") == 1:
+        addr, port = spec.split(":")
+    else:
+        addr, port = spec, ""
+    if port and not port.isdigit():
+        return None
+    return addr, int(port) if port else None
+
+
 def cond_key(c: Cond) -> tuple | None:
     if c.module in IGNORED_MODULES:
         return None

@@ -18,7 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.expect.iptables import PORT_KINDS
+from exporter.expect.model import PORT_KINDS
 from exporter.path.verdict import SEVERITY, STATES
 from exporter.serve.snapshot import Snapshot, backends_mixed
 

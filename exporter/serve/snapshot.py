@@ -8,7 +8,10 @@ from typing import Any
 
 from exporter.docker.decode import DecodeError, decode_state
 from exporter.docker.model import Container, Daemon, DockerState
-from exporter.path.analysis import Analysis, Evidence, FamilyRules, PortReport, StaleRule, analyse
+from exporter.path.analysis import Analysis, PortReport, analyse
+from exporter.path.evidence import Evidence
+from exporter.path.stale import StaleRule
+from exporter.rules.family import FamilyRules
 from exporter.rules.lazysave import rule_errors
 from exporter.rules.nftjson import is_native, native_rule_count
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.path.analysis import FamilyRules
+from exporter.rules.family import FamilyRules
 from exporter.rules.lazysave import parse_save_lazy
 from exporter.rules.model import Ruleset
 from exporter.sources.run import run, which

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from exporter.path.analysis import FamilyRules
+from exporter.rules.family import FamilyRules
 from exporter.rules.model import Ruleset
 from exporter.rules.nftjson import (
     IPTABLES_TABLES,

@@ -31,7 +31,7 @@ import pytest
 from support.corefix import raw
 from support.util import require_or_skip
 
-from exporter.path.analysis import FamilyRules
+from exporter.rules.family import FamilyRules
 from exporter.serve.snapshot import Snapshot, build
 from exporter.sources.nft import NativeRead, read_native, with_native
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from exporter.docker.decode import DaemonHints, decode_state
 from exporter.docker.model import DockerState
-from exporter.path.analysis import FamilyRules
+from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
 from exporter.rules.model import Ruleset
 from exporter.serve.snapshot import Snapshot, build

@@ -6,7 +6,7 @@ import json
 import pathlib
 
 from exporter.docker.decode import DaemonHints
-from exporter.path.analysis import FamilyRules
+from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
 from exporter.serve.snapshot import Snapshot, build
 from exporter.sources.docker_api import DockerRaw

@@ -29,7 +29,8 @@ from support.corefix import (
 )
 
 from exporter.docker.model import DESIGN_DNAT, DESIGN_ROUTED
-from exporter.expect import iptables as exp
+from exporter.expect import layouts as exp
+from exporter.expect.model import PORT_KINDS, Expected
 from exporter.rules.iptsave import parse_save
 from exporter.rules.normalize import rule_key
 
@@ -200,12 +201,12 @@ REACH_DOCKER_CHAIN = {
 }
 
 
-def after_removal(e: exp.Expected, b, own_keys, proxy: bool) -> str:
+def after_removal(e: Expected, b, own_keys, proxy: bool) -> str:
     """The state a port must be in once the kernel lacks rule `e`."""
     ruled = b.family == e.family and b.design in (DESIGN_DNAT, DESIGN_ROUTED)
     if not ruled:
         return "ok"
-    if e.kind in exp.PORT_KINDS:
+    if e.kind in PORT_KINDS:
         if e.key not in own_keys:
             return "ok"
     elif e.bridge not in ("", b.bridge):
@@ -234,7 +235,7 @@ def removal_cases():
                 yield pytest.param(name, x, id=f"{name}:{x.kind}:{x.line}")
 
 
-def remove_rules(text: str, family: str, e: exp.Expected) -> tuple[str, int]:
+def remove_rules(text: str, family: str, e: Expected) -> tuple[str, int]:
     """`text` without the rules of e's table whose key is e's key; and how many there were."""
     rs = parse_save(text, family, "nf_tables")
     doomed = {r.text for r in rs.tables[e.table].chains[e.chain].rules if rule_key(r) == e.key}

@@ -16,7 +16,7 @@ from support.corefix import (
     without,
 )
 
-from exporter.path.analysis import FamilyRules
+from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
 from exporter.rules.lazysave import LazyChains, parse_save_lazy, rule_errors
 from exporter.serve.refresh import RefreshCache

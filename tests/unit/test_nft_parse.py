@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from support.corefix import raw
 
-from exporter.path.analysis import FamilyRules
 from exporter.path.matching import LOCAL, MAYBE, NO, REMOTE, YES, Env, Packet, rule_match
 from exporter.path.walk import IndexedRuleset, Walker
+from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
 from exporter.rules.model import Cond
 from exporter.rules.nftexpr import MAX_ALTERNATIVES, UNKNOWN, Alt, match_options, translate
