@@ -18,6 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.expect import nftables as nft_expect
 from exporter.expect.model import PORT_KINDS
 from exporter.path.verdict import SEVERITY, STATES
 from exporter.serve.snapshot import Snapshot, backends_mixed
@@ -52,6 +53,24 @@ def select_ports(ports, limit: int):
         return ports, 0
     ranked = sorted(ports, key=lambda p: SEVERITY[p.verdict.state])
     return ranked[:limit], len(ports) - limit
+
+
+def stale_counts(s: Snapshot) -> dict[tuple[str, str, str], int]:
+    """Stale rules per (family, table, chain): a 0 for each chain Docker's generation keeps its
+    DNAT and ACCEPT rules in (iptables: nat/filter DOCKER; nftables backend: the DNAT chain of
+    `ip(6) docker-bridges`), so the series exists before anything goes stale, plus every chain
+    a stale rule was found in (the nftables backend's per-bridge filter-forward-in__* chains)."""
+    nft = s.daemon is not None and s.daemon.generation == "nftables"
+    counts: dict[tuple[str, str, str], int] = {}
+    for fam in sorted({r.family for r in s.stale} | {"ipv4"}):
+        if nft:
+            counts[(fam, nft_expect.label(fam), nft_expect.NAT_CHAIN)] = 0
+        else:
+            counts.update({(fam, "nat", "DOCKER"): 0, (fam, "filter", "DOCKER"): 0})
+    for r in s.stale:
+        key = (r.family, r.table, r.chain)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 class SnapshotCollector(Collector):
@@ -175,12 +194,8 @@ class SnapshotCollector(Collector):
             "DNAT/ACCEPT rules in Docker's chains that belong to no live binding.",
             labels=["family", "table", "chain"],
         )
-        counts: dict[tuple[str, str, str], int] = {}
-        for r in s.stale:
-            counts[(r.family, r.table, r.chain)] = counts.get((r.family, r.table, r.chain), 0) + 1
-        for fam in sorted({f for f, _, _ in counts} | {"ipv4"}):
-            for table in ("nat", "filter"):
-                stale.add_metric([fam, table, "DOCKER"], counts.get((fam, table, "DOCKER"), 0))
+        for key, n in stale_counts(s).items():
+            stale.add_metric(list(key), n)
         yield stale
         jumps = GaugeMetricFamily(
             "docker_nat_jump_present",

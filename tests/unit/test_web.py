@@ -161,3 +161,43 @@ def test_bad_serve_flags_rejected_with_message(flag, value, message):
 def test_environment_supplies_flags():
     v = env_defaults(SERVE, environ={"DOCKER_NAT_EXPORTER_WEB_LISTEN_ADDRESS": "127.0.0.1:1234"})
     assert serve_config({**serve_values(), **v}).port == 1234
+
+
+def _nft_snapshot_with_stale_dnat():
+    """Docker 29's nftables backend (tests/fixtures/nft/proxy.*) plus a DNAT for a port no
+    container publishes, in Docker's own nat chain: a stale native rule."""
+    import json
+
+    from support.corefix import raw
+    from support.servicefix import FIX
+
+    from exporter.path.analysis import FamilyRules
+    from exporter.serve.snapshot import build
+    from exporter.sources.nft import from_ruleset_json, with_native
+
+    doc = json.loads((FIX / "nft" / "proxy.ruleset.json").read_text())
+    stale = {"rule": {"family": "ip", "table": "docker-bridges",
+             "chain": "nat-prerouting-and-output", "expr": [
+                 {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                            "right": 9099}},
+                 {"dnat": {"addr": "192.0.2.9", "port": 80}}]}}  # fmt: skip
+    doc["nftables"].append(stale)
+    native = from_ruleset_json(json.dumps(doc))
+    state = json.loads((FIX / "nft" / "proxy.state.json").read_text())
+    rules = {f: with_native(FamilyRules(f, ()), native) for f in ("ipv4", "ipv6")}
+    addrs = tuple(tuple(a) for a in state["host_addresses"])
+    return build(0.0, raw(state), "", rules, addrs)
+
+
+async def test_stale_native_rule_reaches_metrics(aiohttp_client):
+    snap = _nft_snapshot_with_stale_dnat()
+    assert [(s.table, s.chain) for s in snap.stale] == [
+        ("ip docker-bridges", "nat-prerouting-and-output")
+    ]
+    client, _, _ = await client_for(aiohttp_client, lambda opts: snap)
+    body = await (await client.get("/metrics")).text()
+    series = [ln for ln in body.splitlines() if ln.startswith("docker_nat_stale_rules{")]
+    assert series == [
+        'docker_nat_stale_rules{chain="nat-prerouting-and-output",family="ipv4",'
+        'table="ip docker-bridges"} 1.0'
+    ]
