@@ -26,7 +26,7 @@ def _start(lab, image: str, first: int, count: int) -> None:
 
 def run(a, sizes: list[tuple[int, int]]) -> dict:
     sys.path.insert(0, str(REPO / "tests"))
-    from lab import IMAGE, Lab
+    from support.lab import IMAGE, Lab
 
     print("[bench] real dockerd", file=sys.stderr, flush=True)
     out: dict = {"sizes": []}
