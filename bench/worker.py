@@ -26,6 +26,7 @@ from exporter.serve.refresh import RefreshOptions, take_snapshot
 from exporter.sources import iptables as ipt
 from exporter.sources.docker_api import client, read_docker
 from exporter.sources.hostnet import host_addresses
+from exporter.sources.proc import legacy_tables
 from exporter.sources.run import run
 
 try:  # this tree's optimisations (absent from the baseline tree)
@@ -51,11 +52,11 @@ def save_tools() -> list[list[str]]:
     """The `*-save` commands a refresh runs here (as sources.iptables decides)."""
     tools = []
     for fam in ("ipv4", "ipv6"):
-        nft = ipt._tool(fam, "nf_tables")
+        nft = ipt.save_tool(fam, "nf_tables")
         if nft:
             tools.append([nft])
-        if ipt.legacy_tables(fam) and ipt._tool(fam, "legacy"):
-            tools.append([ipt._tool(fam, "legacy")])
+        if legacy_tables(fam) and ipt.save_tool(fam, "legacy"):
+            tools.append([ipt.save_tool(fam, "legacy")])
     return tools
 
 

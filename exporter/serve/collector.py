@@ -21,6 +21,8 @@ from exporter import __version__
 from exporter.expect import nftables as nft_expect
 from exporter.expect.model import PORT_KINDS
 from exporter.path.verdict import SEVERITY, STATES
+from exporter.serve.collector_facts import fact_metrics
+from exporter.serve.labels import bound
 from exporter.serve.snapshot import Snapshot, backends_mixed
 
 PORT_LABELS = [
@@ -32,14 +34,6 @@ PORT_LABELS = [
     "host_port",
     "container_port",
 ]
-MAX_LABEL = 200
-
-
-def bound(value: str, limit: int = MAX_LABEL) -> str:
-    """At most `limit` characters, and encodable (lone surrogates from JSON become '?')."""
-    if not value.isascii():
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def port_labels(b) -> list[str]:
@@ -210,6 +204,4 @@ class SnapshotCollector(Collector):
         yield jumps
 
     def _facts(self, s: Snapshot) -> Iterator[Metric]:
-        from exporter.serve.collector_facts import fact_metrics
-
         yield from fact_metrics(s, backends_mixed(s))

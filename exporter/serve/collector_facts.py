@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
-from exporter.serve.collector import bound
+from exporter.serve.labels import bound
 from exporter.serve.snapshot import Snapshot
 
 

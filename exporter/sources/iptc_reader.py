@@ -13,7 +13,7 @@ import ipaddress
 
 from exporter.rules.iptsave import parse_save
 from exporter.rules.model import Ruleset
-from exporter.sources.iptables import legacy_tables
+from exporter.sources.proc import legacy_tables
 
 
 def read_legacy_iptc(family: str):

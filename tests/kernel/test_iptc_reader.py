@@ -25,11 +25,12 @@ RULES = append_rules(
 READ = """
 import json
 from exporter.rules.normalize import rule_key
-from exporter.sources.iptables import legacy_tables, _read_legacy
+from exporter.sources.iptables import read_legacy
+from exporter.sources.proc import legacy_tables
 def keys(rs):
     return sorted(repr(rule_key(r)) for t in rs.tables.values() for c in t.chains.values() for r in c.rules)
-save, _, e1 = _read_legacy("ipv4", 10, False)
-iptc, _, e2 = _read_legacy("ipv4", 10, True)
+save, _, e1 = read_legacy("ipv4", 10, False)
+iptc, _, e2 = read_legacy("ipv4", 10, True)
 print(json.dumps({"errors": [e1, e2], "save": keys(save) if save else None,
                   "iptc": keys(iptc) if iptc else None, "tables": legacy_tables("ipv4")}))
 """

@@ -24,7 +24,8 @@ from support.servicefix import FIX, HOST_ADDRS, docker_raw, rules
 
 from exporter.docker.decode import DecodeError, decode_state
 from exporter.rules.iptsave import parse_save
-from exporter.serve.collector import MAX_LABEL, SnapshotCollector, bound
+from exporter.serve.collector import SnapshotCollector
+from exporter.serve.labels import MAX_LABEL, bound
 from exporter.serve.snapshot import build
 from exporter.sources.docker_api import DockerRaw
 from exporter.web.app import status_page

@@ -20,7 +20,7 @@ from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
 from exporter.rules.lazysave import LazyChains, parse_save_lazy, rule_errors
 from exporter.serve.refresh import RefreshCache
-from exporter.sources.iptables import _parse
+from exporter.sources.iptables import parse_reusing
 
 SAVES = sorted([*LAYOUTS.glob("*/ip*tables.txt"), *FIXTURES.glob("d2010_ip*tables.txt")])
 KUBE = [
@@ -135,9 +135,9 @@ def test_policy_change_is_not_hidden_by_reuse():
 
 def test_read_cache_gives_the_same_ruleset_only_for_the_same_text():
     last: dict = {}
-    first = _parse(BASE_G27, "ipv4", "nf_tables", last)
-    assert _parse(BASE_G27, "ipv4", "nf_tables", last) is first
-    other = _parse(without(BASE_G27, DNAT_LINE), "ipv4", "nf_tables", last)
+    first = parse_reusing(BASE_G27, "ipv4", "nf_tables", last)
+    assert parse_reusing(BASE_G27, "ipv4", "nf_tables", last) is first
+    other = parse_reusing(without(BASE_G27, DNAT_LINE), "ipv4", "nf_tables", last)
     assert other is not first and last["nf_tables"][1] is other
 
 
@@ -147,7 +147,7 @@ def test_refresh_cache_reuses_an_analysis_only_when_nothing_changed():
     last: dict = {}
 
     def analyse(text: str):
-        rs = _parse(text, "ipv4", "nf_tables", last)
+        rs = parse_reusing(text, "ipv4", "nf_tables", last)
         rules = {"ipv4": FamilyRules("ipv4", (rs,)), "ipv6": FamilyRules("ipv6", ())}
         return cache.analyse(state, rules, addrs, None)
 
