@@ -25,7 +25,6 @@ from support.exporterproc import ExporterProc, Scrape, select, states
 from support.faultkit import (
     FIX,
     FakeDocker,
-    Netns,
     Overlay,
     dead_socket,
     fake_bin,
@@ -36,6 +35,7 @@ from support.faultkit import (
     save_tools,
     wrapped_exporter,
 )
+from support.netns import Netns, fresh_name, namespace
 from support.util import require_or_skip
 
 DEADLINE = 20.0
@@ -98,10 +98,10 @@ def healthy(s: Scrape) -> bool:
 def netns() -> Iterator[Netns]:
     """A namespace holding Docker 20.10's rules, as if dockerd had written them."""
     require_root_tools("iptables-nft-restore", "ip6tables-nft-restore")
-    with Netns() as ns:
-        ns.exec(["iptables-nft-restore"], input=IPTABLES_V4)
-        ns.exec(["ip6tables-nft-restore"], input=IPTABLES_V6)
-        ns.exec(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
+    with namespace(fresh_name("dnerel")) as ns:
+        ns.run(["iptables-nft-restore"], input=IPTABLES_V4)
+        ns.run(["ip6tables-nft-restore"], input=IPTABLES_V6)
+        ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
         yield ns
 
 
@@ -303,7 +303,7 @@ def test_save_tools_missing_then_installed(netns, docker, exporters) -> None:
 def test_xtables_lock_held_does_not_block_reading(netns, docker, exporters) -> None:
     require_root_tools("iptables-legacy", "iptables-legacy-save")
     # a legacy table too, so iptables-legacy-save runs (it is the backend that knows the lock)
-    netns.exec(["iptables-legacy", "-t", "filter", "-N", "DNE-LEGACY"])
+    netns.run(["iptables-legacy", "-t", "filter", "-N", "DNE-LEGACY"])
     lock_dir = Path(tempfile.mkdtemp(prefix=f"dnerel-lock{os.getpid()}-"))
     lock = lock_dir / "xtables.lock"
     lock.touch()
@@ -440,12 +440,12 @@ def test_minimal_capability_set(caps: str, works: set[str]) -> None:
     require_root_tools("setpriv", "iptables-legacy", "iptables-legacy-save", "nft")
     drop = f"-all,{caps}" if caps else "-all"
     prefix = ["setpriv", f"--inh-caps={drop}", f"--ambient-caps={drop}", f"--bounding-set={drop}"]
-    with Netns() as ns:
-        ns.exec(["iptables-legacy", "-N", "DNE-L"])
-        ns.exec(["iptables-nft", "-N", "DNE-N"])
+    with namespace(fresh_name("dnerel")) as ns:
+        ns.run(["iptables-legacy", "-N", "DNE-L"])
+        ns.run(["iptables-nft", "-N", "DNE-N"])
         tools = {"iptables-nft-save": ["iptables-nft-save"], "nft": ["nft", "-j", "list", "chains"],
                  "iptables-legacy-save": ["iptables-legacy-save"]}  # fmt: skip
-        ran = {name: ns.exec([*prefix, "--", *argv], check=False) for name, argv in tools.items()}
+        ran = {name: ns.run([*prefix, "--", *argv], check=False) for name, argv in tools.items()}
     assert {n for n, p in ran.items() if p.returncode == 0} == works, {
         n: p.stderr.strip()[-120:] for n, p in ran.items()
     }

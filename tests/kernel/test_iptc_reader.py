@@ -7,10 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
+from collections.abc import Iterator
 
 import pytest
 from support.corefix import BASE_G27, append_rules
+from support.netns import Netns, fresh_name, namespace
 from support.util import require_or_skip
 
 # Docker 20.10's rules, plus what the python-iptables translation must get right
@@ -37,22 +38,14 @@ print(json.dumps({"errors": [e1, e2], "save": keys(save) if save else None,
 
 
 @pytest.fixture
-def netns():
+def netns() -> Iterator[Netns]:
     require_or_skip(os.geteuid() == 0 and shutil.which("ip") is not None, "needs root and ip")
-    name = f"dneiptc{os.getpid()}{uuid.uuid4().hex[:4]}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    with namespace(fresh_name("dneiptc")) as ns:
+        yield ns
 
 
-def in_ns(ns: str, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["nsenter", f"--net=/run/netns/{ns}", *argv],
-        input=stdin, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+def in_ns(ns: Netns, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return ns.run(argv, input=stdin, check=False, timeout=60)
 
 
 def test_iptc_reader_equals_save_reader_on_legacy_rules(netns):

@@ -3,20 +3,19 @@
 Every layout fixture is loaded with iptables-restore / ip6tables-restore (nf_tables, and legacy)
 into a fresh namespace, then `exporter.sources.iptables.read_family` runs inside it. The rules it
 returns must be the loaded ones (semantic keys, in order, with policies), and the verdicts the same
-as from the literal text. Namespaces are named dnk<pid>x<n>, removed in `finally`.
+as from the literal text. Namespaces are named dnk<pid>x<n> (tests/support/netns.py), removed even on failure.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import itertools
 import os
 import pickle
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from support.corefix import (
@@ -27,6 +26,7 @@ from support.corefix import (
     port_report,
     web_doc,
 )
+from support.netns import fresh_name, namespace
 from support.util import require_or_skip
 
 from exporter.rules.iptsave import parse_save
@@ -37,7 +37,6 @@ from exporter.serve.snapshot import backends_mixed
 pytestmark = pytest.mark.kernel
 
 TIMEOUT = 60
-_COUNTER = itertools.count(1)
 TOOLS = {
     ("ipv4", "nft"): "iptables-nft-restore",
     ("ipv6", "nft"): "ip6tables-nft-restore",
@@ -78,18 +77,12 @@ def must(argv: list[str], stdin: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def netns():
+def netns() -> Iterator[str]:
     """A fresh network namespace, deleted afterwards even when the test fails."""
-    name = f"dnk{os.getpid()}x{next(_COUNTER)}"
-    if Path("/run/netns", name).exists():  # a leftover of an earlier run with our pid
-        run(["ip", "netns", "del", name])
-    must(["ip", "netns", "add", name])
-    try:
+    with namespace(fresh_name("dnk")) as ns:
         # a Docker host forwards (Docker turns it on); a new namespace starts with it off
-        in_ns(name, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
-        yield name
-    finally:
-        run(["ip", "netns", "del", name])
+        in_ns(ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        yield ns.name
 
 
 def in_ns(ns: str, *argv: str, stdin: str | None = None) -> str:

@@ -15,7 +15,8 @@ import time
 
 import pytest
 import test_faults
-from support.faultkit import FakeDocker, Netns, load, open_fds, record, rss_kib
+from support.faultkit import FakeDocker, load, open_fds, record, rss_kib
+from support.netns import Netns
 from test_faults import healthy, start
 
 pytestmark = pytest.mark.slow
@@ -117,7 +118,7 @@ def _raw_request(ns: Netns, port: int, payload: bytes) -> str:
         "s.settimeout(10); s.sendall(sys.stdin.buffer.read());"
         "print(s.recv(200).split(b'\\r\\n')[0].decode())"
     )
-    p = ns.exec([sys.executable, "-c", code, str(port)], input=payload.decode("latin-1"),
+    p = ns.run([sys.executable, "-c", code, str(port)], input=payload.decode("latin-1"),
                 check=False)  # fmt: skip
     return p.stdout.strip() or p.stderr.strip()[-200:]
 

@@ -9,15 +9,15 @@ namespace through those rules to a listener in a "container" namespace and check
 said what the client got.
 
 Needs root, `ip` and `nft` (CI=true: fails instead of skipping). Every namespace is named
-dnn<pid>x<n><role>, removed in `finally`, and leftovers of dead runs are swept first.
+dnn<pid>x<n><role> (tests/support/netns.py), removed even on failure, and leftovers of dead
+runs are reaped first.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import json
 import os
-import re
 import select
 import shutil
 import signal
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from support.corefix import raw
+from support.netns import Netns, fresh_name, namespace, reap_dead
 from support.util import require_or_skip
 
 from exporter.rules.family import FamilyRules
@@ -39,8 +40,6 @@ pytestmark = pytest.mark.kernel
 
 NFT_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "nft"
 FIXTURES = ("proxy", "noproxy", "loopback", "two_bridges", "foreign")
-_COUNTER = itertools.count(1)
-_NAME_RE = re.compile(r"^dnn(\d+)x\d+[a-z]$")
 NFT = shutil.which("nft") or "nft"  # the real one, resolved before any wrapper is on PATH
 
 
@@ -57,52 +56,32 @@ def sh(*argv: str, check: bool = True, timeout: float = 20) -> subprocess.Comple
     return p
 
 
-def _sweep() -> None:
-    """Remove namespaces of earlier runs of these tests whose process is gone."""
-    for name in os.listdir("/var/run/netns") if os.path.isdir("/var/run/netns") else ():
-        m = _NAME_RE.match(name)
-        if m and not Path(f"/proc/{m.group(1)}").exists():
-            sh("ip", "netns", "del", name, check=False)
+def nft(ns: Netns, *args: str) -> None:
+    ns.run(["nft", *args], timeout=20)
 
 
-class Netns:
-    """A named network namespace, created fresh (a leftover of the same name is removed)."""
+def load(ns: Netns, fixture: str) -> None:
+    nft(ns, "-f", str(NFT_DIR / f"{fixture}.nft"))
 
-    def __init__(self, role: str, ident: str) -> None:
-        self.name = f"{ident}{role}"
-        sh("ip", "netns", "del", self.name, check=False)
-        sh("ip", "netns", "add", self.name)
-        self.run("ip", "link", "set", "lo", "up")
-        dad = ("net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-        self.run("sysctl", "-qw", *dad)  # addresses usable at once: no duplicate detection
 
-    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
-        return sh("ip", "netns", "exec", self.name, *argv, check=check)
-
-    def nft(self, *args: str) -> None:
-        self.run("nft", *args)
-
-    def load(self, fixture: str) -> None:
-        self.nft("-f", str(NFT_DIR / f"{fixture}.nft"))
-
-    def close(self) -> None:
-        sh("ip", "netns", "del", self.name, check=False)
+def quick_addresses(ns: Netns) -> Netns:
+    """Addresses usable at once: no duplicate address detection."""
+    dad = ("net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+    ns.run(["sysctl", "-qw", *dad])
+    return ns
 
 
 @pytest.fixture
 def ident() -> str:
     _require()
-    _sweep()
-    return f"dnn{os.getpid()}x{next(_COUNTER)}"
+    reap_dead("dnn")
+    return fresh_name("dnn")
 
 
 @pytest.fixture
 def host(ident) -> Iterator[Netns]:
-    ns = Netns("h", ident)
-    try:
-        yield ns
-    finally:
-        ns.close()
+    with namespace(f"{ident}h") as ns:
+        yield quick_addresses(ns)
 
 
 @pytest.fixture
@@ -140,7 +119,7 @@ def ports(snap: Snapshot) -> dict[str, object]:
 
 def handle_of(ns: Netns, family: str, chain: str, needle: str) -> int:
     """The handle of the one rule of `family docker-bridges` `chain` whose JSON has `needle`."""
-    out = ns.run("nft", "-j", "list", "chain", family, "docker-bridges", chain).stdout
+    out = ns.run(["nft", "-j", "list", "chain", family, "docker-bridges", chain]).stdout
     rules = [o["rule"] for o in json.loads(out)["nftables"] if "rule" in o]
     hits = [r["handle"] for r in rules if needle in json.dumps(r)]
     assert len(hits) == 1, f"{chain}: {len(hits)} rules contain {needle!r}"
@@ -149,7 +128,7 @@ def handle_of(ns: Netns, family: str, chain: str, needle: str) -> int:
 
 def delete_rule(ns: Netns, family: str, chain: str, needle: str) -> None:
     h = handle_of(ns, family, chain, needle)
-    ns.nft("delete", "rule", family, "docker-bridges", chain, "handle", str(h))
+    nft(ns, "delete", "rule", family, "docker-bridges", chain, "handle", str(h))
 
 
 # --- the fixtures are what nft writes --------------------------------------------------------
@@ -157,8 +136,8 @@ def delete_rule(ns: Netns, family: str, chain: str, needle: str) -> None:
 
 @pytest.mark.parametrize("fixture", FIXTURES)
 def test_fixture_json_is_what_nft_writes_for_the_nft_file(fixture, host):
-    host.load(fixture)
-    live = json.loads(host.run("nft", "-j", "list", "ruleset").stdout)["nftables"]
+    load(host, fixture)
+    live = json.loads(host.run(["nft", "-j", "list", "ruleset"]).stdout)["nftables"]
     stored = json.loads((NFT_DIR / f"{fixture}.ruleset.json").read_text())["nftables"]
     strip = [o for o in live if "metainfo" not in o], [o for o in stored if "metainfo" not in o]
     assert strip[0] == strip[1], f"regenerate {fixture}.ruleset.json with this nft"
@@ -168,8 +147,8 @@ def test_fixture_json_is_what_nft_writes_for_the_nft_file(fixture, host):
 
 
 def test_read_native_reads_the_walked_tables_and_leaves_the_rest(host, nft_in):
-    host.load("proxy")
-    host.load("foreign")
+    load(host, "proxy")
+    load(host, "foreign")
     got = read(host, nft_in, frozenset({"ipv4", "ipv6"}))
     assert got.error == "" and got.warnings == ()
     # ip nat belongs to iptables-nft-save; netdev and output-only tables are never walked
@@ -185,8 +164,8 @@ def test_an_empty_namespace_has_nothing_and_no_error(host, nft_in):
 
 
 def test_a_table_that_cannot_be_listed_makes_its_hooks_unknown(host, nft_in):
-    host.load("proxy")
-    host.load("foreign")
+    load(host, "proxy")
+    load(host, "foreign")
     slow = (
         f'case "$*" in *"list table inet filter"*) sleep 5;; esac\n'
         f'exec ip netns exec {host.name} {NFT} "$@"\n'
@@ -225,7 +204,7 @@ def v4(snap: Snapshot, container: str = "c1", port: int = 8080):
 
 @pytest.mark.parametrize("fixture", ("proxy", "noproxy", "loopback", "two_bridges"))
 def test_healthy_layouts_are_ok(fixture, host, nft_in):
-    host.load(fixture)
+    load(host, fixture)
     snap = judge(fixture, read(host, nft_in))
     assert {p.verdict.state for p in snap.ports} == {"ok"}
     evidence = [e for p in snap.ports for e in p.rules] + list(snap.jumps + snap.bridge_rules)
@@ -235,8 +214,8 @@ def test_healthy_layouts_are_ok(fixture, host, nft_in):
 
 def test_dnat_deleted_is_proxied_with_the_proxy_and_unreachable_without(host, nft_in):
     for fixture, want in (("proxy", "proxied"), ("noproxy", "unreachable")):
-        host.nft("flush", "ruleset")
-        host.load(fixture)
+        nft(host, "flush", "ruleset")
+        load(host, fixture)
         delete_rule(host, "ip", "nat-prerouting-and-output", '"DNAT"')
         snap = judge(fixture, read(host, nft_in))
         assert v4(snap).state == want
@@ -248,9 +227,9 @@ def test_dnat_deleted_is_proxied_with_the_proxy_and_unreachable_without(host, nf
 
 
 def test_stale_dnat_first_is_misrouted_and_listed(host, nft_in):
-    host.load("proxy")
+    load(host, "proxy")
     stale = 'iifname != "bridge1" tcp dport 8080 dnat to 192.0.2.3:80'
-    host.nft("insert", "rule", "ip", "docker-bridges", "nat-prerouting-and-output", *stale.split())
+    nft(host, "insert", "rule", "ip", "docker-bridges", "nat-prerouting-and-output", *stale.split())
     snap = judge("proxy", read(host, nft_in))
     v = v4(snap)
     assert v.state == "misrouted"
@@ -266,7 +245,7 @@ def test_stale_dnat_first_is_misrouted_and_listed(host, nft_in):
 
 
 def test_per_port_accept_removed_is_dropped_by_the_unpublished_port_drop(host, nft_in):
-    host.load("proxy")
+    load(host, "proxy")
     delete_rule(host, "ip", "filter-forward-in__bridge1", '"dport"')
     v = v4(judge("proxy", read(host, nft_in)))
     assert v.state == "dropped"
@@ -282,9 +261,15 @@ def test_vmap_element_removed_bypasses_the_bridge_chain_and_is_reported_missing(
     # Without the element, the packet skips filter-forward-in__bridge1 (and its UNPUBLISHED
     # PORT DROP) and meets filter-FORWARD's policy accept: it gets through; the differential
     # test confirms the kernel agrees. The missing element shows as a missing jump.
-    host.load("proxy")
-    host.nft(
-        "delete", "element", "ip", "docker-bridges", "filter-forward-in-jumps", '{ "bridge1" }'
+    load(host, "proxy")
+    nft(
+        host,
+        "delete",
+        "element",
+        "ip",
+        "docker-bridges",
+        "filter-forward-in-jumps",
+        '{ "bridge1" }',
     )
     snap = judge("proxy", read(host, nft_in))
     assert v4(snap).state == "ok"
@@ -297,8 +282,8 @@ def test_vmap_element_removed_bypasses_the_bridge_chain_and_is_reported_missing(
 
 def test_flush_ruleset_leaves_every_port_to_the_proxy_or_to_nobody(host, nft_in):
     for fixture, want in (("two_bridges", "proxied"), ("noproxy", "unreachable")):
-        host.load(fixture)
-        host.nft("flush", "ruleset")
+        load(host, fixture)
+        nft(host, "flush", "ruleset")
         snap = judge(fixture, read(host, nft_in))
         assert {p.verdict.state for p in snap.ports} == {want}, fixture
         assert snap.jumps and not any(e.present for e in snap.jumps)
@@ -316,9 +301,9 @@ FOREIGN_CHAIN = (
 
 
 def test_foreign_forward_policy_drop_drops_naming_its_table(host, nft_in):
-    host.load("proxy")
-    host.nft(*FOREIGN_DROP)
-    host.nft(*FOREIGN_CHAIN)
+    load(host, "proxy")
+    nft(host, *FOREIGN_DROP)
+    nft(host, *FOREIGN_CHAIN)
     snap = judge("proxy", read(host, nft_in))
     for p in snap.ports:
         assert p.verdict.state == "dropped"
@@ -326,10 +311,11 @@ def test_foreign_forward_policy_drop_drops_naming_its_table(host, nft_in):
 
 
 def test_foreign_forward_chain_accepting_the_port_and_replies_is_ok(host, nft_in):
-    host.load("proxy")
-    host.nft(*FOREIGN_DROP)
-    host.nft(*FOREIGN_CHAIN)
-    host.nft(
+    load(host, "proxy")
+    nft(host, *FOREIGN_DROP)
+    nft(host, *FOREIGN_CHAIN)
+    nft(
+        host,
         "add",
         "rule",
         "inet",
@@ -348,7 +334,8 @@ def test_foreign_forward_chain_accepting_the_port_and_replies_is_ok(host, nft_in
     assert v4(snap).reason.startswith(
         "the replies are dropped by filter/FORWARD policy DROP (nft:inet filter/forward)"
     )
-    host.nft(
+    nft(
+        host,
         "insert",
         "rule",
         "inet",
@@ -414,7 +401,7 @@ class World:
 
     def __init__(self, ident: str) -> None:
         self.ident = ident
-        self.spaces: list[Netns] = []
+        self.spaces = contextlib.ExitStack()
         self.procs: list[subprocess.Popen] = []
         self.proxy: subprocess.Popen | None = None
 
@@ -436,7 +423,7 @@ class World:
         ):
             sh("ip", "-n", ns, "route", "add", "default", "via", gw4)
             sh("ip", "-n", ns, "-6", "route", "add", "default", "via", gw6)
-        self.host.run("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        self.host.run(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
         self.serve(self.c1, "c1", 80)
         self._wait_ready()
 
@@ -451,9 +438,7 @@ class World:
         raise AssertionError("the lab's network never carried a connection to c1")
 
     def _ns(self, role: str) -> Netns:
-        ns = Netns(role, self.ident)
-        self.spaces.append(ns)
-        return ns
+        return quick_addresses(self.spaces.enter_context(namespace(f"{self.ident}{role}")))
 
     @staticmethod
     def _addr(ns: str, dev: str, a4: str, a6: str) -> None:
@@ -477,20 +462,19 @@ class World:
             self.proxy = None
 
     def probe(self, family: str) -> str:
-        out = self.client.run(sys.executable, "-c", PROBE, HOST_ADDR[family], "8080")
+        out = self.client.run([sys.executable, "-c", PROBE, HOST_ADDR[family], "8080"])
         return out.stdout.strip()
 
     def reload(self, fixture: str, *commands: tuple[str, ...]) -> None:
-        self.host.nft("flush", "ruleset")
-        self.host.load(fixture)
+        nft(self.host, "flush", "ruleset")
+        load(self.host, fixture)
         for cmd in commands:
-            self.host.nft(*cmd)
+            nft(self.host, *cmd)
 
     def close(self) -> None:
         for p in self.procs:
             _stop(p)
-        for ns in reversed(self.spaces):
-            ns.close()
+        self.spaces.close()
 
 
 def _stop(p: subprocess.Popen) -> None:

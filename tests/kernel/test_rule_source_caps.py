@@ -7,10 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
+from collections.abc import Iterator
 
 import pytest
 from support.corefix import BASE_G27
+from support.netns import fresh_name, namespace
 from support.util import require_or_skip
 
 LEGACY_DOCKER = BASE_G27  # Docker 20.10's rules, loaded into the legacy backend
@@ -21,20 +22,13 @@ READ = (
 
 
 @pytest.fixture
-def legacy_ns():
+def legacy_ns() -> Iterator[list[str]]:
     tools = ("ip", "setpriv", "nsenter", "iptables-legacy-restore")
     ok = os.geteuid() == 0 and all(shutil.which(t) for t in tools)
     require_or_skip(ok, "needs root, ip, setpriv, nsenter and iptables-legacy")
-    name = f"dnecap{os.getpid()}{uuid.uuid4().hex[:4]}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        nsenter = ["nsenter", f"--net=/run/netns/{name}"]
-        subprocess.run([*nsenter, "iptables-legacy-restore"], input=LEGACY_DOCKER, text=True,
-                       check=True)  # fmt: skip
-        yield nsenter
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    with namespace(fresh_name("dnecap")) as ns:
+        ns.run(["iptables-legacy-restore"], input=LEGACY_DOCKER)
+        yield ns.enter
 
 
 def read_with_caps(nsenter: list[str], caps: str) -> dict:

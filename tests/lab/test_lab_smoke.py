@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import netns
 from support.lab import CLIENT_ADDR, Lab, leftovers, sweep_stale
 from support.util import require_lab
 
@@ -140,7 +141,7 @@ def test_sweep_spares_live_runs_and_reaps_dead_ones() -> None:
     owner = subprocess.Popen(["sleep", "60"])  # stands in for another live test run
     ident = f"dne{owner.pid}x1"
     try:
-        subprocess.run(["ip", "netns", "add", f"{ident}h"], check=True, timeout=10)
+        netns.create(f"{ident}h")
         Path(f"/tmp/{ident}").mkdir()
         assert ident not in sweep_stale()
         assert leftovers(ident) == [f"netns {ident}h", f"directory /tmp/{ident}"]

@@ -2,7 +2,6 @@
 
 - `record(...)`: one JSON line per finding appended to $RELIABILITY_OUT (tools/reliability_table.py
   turns the file into the table of docs/reliability.md); a no-op when the variable is unset.
-- `Netns`: a throwaway network namespace `dnerel<pid>x<n>`, removed on exit.
 - `FakeDocker`: an Engine API on a unix socket serving the Docker 20.10 fixtures (or any JSON),
   whose `mode` can be switched while the exporter runs: serve, stall, close; /events streams.
 - `fake_bin(...)`: executable shell scripts put first on the exporter's PATH.
@@ -19,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import shutil
@@ -35,10 +33,11 @@ from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from support.netns import Netns
+
 TESTS = Path(__file__).resolve().parents[1]
 FIX = TESTS / "fixtures"
 REAL_SBIN = Path("/usr/sbin")
-_COUNTER = itertools.count(1)
 
 
 # ---------------------------------------------------------------- results for the doc
@@ -56,10 +55,6 @@ def record(section: str, tried: str, outcome: str, **figures: object) -> None:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}{os.getpid()}x{next(_COUNTER)}"
-
-
 def run(args: Sequence[str], timeout: float = 30, check: bool = True, **kw):
     if "input" not in kw:
         kw["stdin"] = subprocess.DEVNULL
@@ -67,44 +62,6 @@ def run(args: Sequence[str], timeout: float = 30, check: bool = True, **kw):
     if check and p.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
     return p
-
-
-# ---------------------------------------------------------------- network namespaces
-
-
-class Netns:
-    """`ip netns add` a uniquely named namespace with lo up; deleted on exit, even on failure."""
-
-    def __init__(self, prefix: str = "dnerel") -> None:
-        self.name = unique(prefix)
-
-    def __enter__(self) -> Netns:
-        run(["ip", "netns", "delete", self.name], check=False)  # leftovers of the same name
-        run(["ip", "netns", "add", self.name])
-        try:
-            self.exec(["ip", "link", "set", "lo", "up"])
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def path(self) -> str:
-        return f"/run/netns/{self.name}"
-
-    @property
-    def inode(self) -> int:
-        return os.stat(self.path).st_ino
-
-    def exec(self, args: Sequence[str], check: bool = True, timeout: float = 30, **kw):
-        return run(["nsenter", f"--net={self.path}", *args], timeout, check, **kw)
-
-    def close(self) -> None:
-        # processes still inside keep it alive only until they exit; the name goes now
-        run(["ip", "netns", "delete", self.name], check=False)
 
 
 # ---------------------------------------------------------------- a fake Docker Engine API
@@ -614,7 +571,7 @@ asyncio.run(main())
 
 def load(ns: Netns | None, url: str, total: int, concurrency: int, per_request: float = 20) -> dict:
     """Run `total` GETs of `url` from `concurrency` concurrent aiohttp clients (in `ns`)."""
-    prefix = ["nsenter", f"--net={ns.path}"] if ns else []
+    prefix = ns.enter if ns else []
     args = [*prefix, sys.executable, "-c", _LOAD_CLIENT, url, str(total), str(concurrency),
             str(per_request)]  # fmt: skip
     p = run(args, timeout=per_request * 3 + 60)

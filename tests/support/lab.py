@@ -33,6 +33,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from support import netns
+from support.netns import NetnsError
+
 IMAGE = "dnetest/busybox:latest"
 HOST_ADDR, CLIENT_ADDR = "192.0.2.1", "192.0.2.2"
 HOST_ADDR6, CLIENT_ADDR6 = "2001:db8:1::1", "2001:db8:1::2"
@@ -41,7 +44,7 @@ BACKENDS = ("nft", "legacy")
 
 _IDENT_RE = re.compile(r"^(dne(\d+)x\d+)[hc]?$")
 _TMP = Path("/tmp")
-_NETNS_DIR = Path("/run/netns")
+_NETNS_DIR = netns.NETNS_DIR
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _COUNTER = itertools.count(1)
 _OPEN: weakref.WeakSet[Lab] = weakref.WeakSet()
@@ -360,8 +363,8 @@ def teardown_ident(ident: str, dockerd_timeout: float = 15) -> list[str]:
     remove_cgroups(ident)
     unmount_all(_ident_dir(ident))
     for ns in (f"{ident}h", f"{ident}c"):
-        if (_NETNS_DIR / ns).exists():
-            run(["ip", "netns", "del", ns], check=False, timeout=10)
+        with contextlib.suppress(NetnsError):
+            netns.delete(ns)
     if _ident_dir(ident).exists() and not mounts_under(_ident_dir(ident)):
         shutil.rmtree(_ident_dir(ident), ignore_errors=True)
     return leftovers(ident)
@@ -471,8 +474,7 @@ class Lab:
 
     def _create_namespaces(self) -> None:
         for ns in (self.host_ns, self.client_ns):
-            run(["ip", "netns", "add", ns])
-            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            netns.create(ns)
         # Docker sets FORWARD policy DROP only when it turns forwarding on itself.
         self.nsexec(["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"])
         run(["ip", "link", "add", self.host_ns, "netns", self.host_ns, "type", "veth",
