@@ -49,7 +49,12 @@ def lookup(query: str, keys: tuple[str, ...], body: str, orelse: str = "") -> st
     )
 
 
-REASON = lookup("docker_nat_port_info", PORT_KEY, " Reason: {{ .Labels.reason }}")
+# The label is a stable code (docs/verdicts.md#reason-codes); `check` on the host names the rule.
+REASON = lookup(
+    "docker_nat_port_info",
+    PORT_KEY,
+    " Reason: {{ .Labels.reason }} (`docker-nat-exporter check` on the host names the rule).",
+)
 
 
 def alert(name, expr, for_, severity, scope, summary, description) -> dict:

@@ -154,7 +154,7 @@ def host_ports(g: Grid) -> None:
                 target(rows(m("docker_nat_port_info")), "B", table=True),
                 *rules,
             ],
-            "One row per binding: its state, the reason, and which of the rules Docker's "
+            "One row per binding: its state, the reason code, and which of the rules Docker's "
             "layout expects are in the kernel (empty: not expected for this binding).",
             hide=("job", "instance", "Value #A", "Value #B"),
             rename=rule_cols,

@@ -104,7 +104,7 @@ def overview_now(g: Grid) -> None:
                     rows(f"{m('docker_nat_port_info')} and on ({on}) ({broken})"), "B", table=True
                 ),
             ],
-            "Every broken port with the reason the exporter gives.",
+            "Every broken port with the exporter's reason code (docs/verdicts.md#reason-codes).",
             hide=("job", "Value #A", "Value #B", "container_id", "container_ip", "bridge"),
             overrides=[
                 override(

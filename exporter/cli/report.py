@@ -151,6 +151,7 @@ def _port_json(p) -> dict:
         "container_port": b.container_port,
         "design": b.design,
         "state": p.verdict.state,
+        "code": p.verdict.code,
         "reason": p.verdict.reason,
         "rule": p.verdict.rule,
         "rules": [_evidence_json(e) for e in p.rules],

@@ -54,6 +54,7 @@ class Binding:
     container_port: int
     design: str
     why: str  # why the design is not DNAT ("" when it is)
+    design_code: str = ""  # the reason code (exporter.path.codes) of a blind or none design
 
     @property
     def label(self) -> str:

@@ -150,7 +150,7 @@ def _binding(c: Container, port: dict, gw, daemon: Daemon, what: str) -> Binding
     family = "ipv6" if ":" in host_ip else "ipv4"
     net_name, ep, net = gw if gw else ("", {}, None)
     cip = str(ep.get("GlobalIPv6Address" if family == "ipv6" else "IPAddress") or "")
-    design, why = binding_design(daemon, net, family, host_ip, cip, proto)
+    design, code, why = binding_design(daemon, net, family, host_ip, cip, proto)
     return Binding(
         container=c.name,
         container_id=c.id,
@@ -165,32 +165,54 @@ def _binding(c: Container, port: dict, gw, daemon: Daemon, what: str) -> Binding
         container_port=cport,
         design=design,
         why=why,
+        design_code=code,
     )
 
 
 def binding_design(daemon: Daemon, net: Network | None, family: str, host_ip: str, cip: str, proto):
-    """How Docker means to deliver a remote client's connection, and why when it is not DNAT."""
+    """How Docker means to deliver a remote client's connection: (design, the reason code of a
+    design that is not evaluated further (blind, none), why when it is not DNAT)."""
     if daemon.rootless:
-        return DESIGN_BLIND, "rootless daemon: RootlessKit forwards ports, rules not visible"
+        return (
+            DESIGN_BLIND,
+            "rootless",
+            "rootless daemon: RootlessKit forwards ports, rules not visible",
+        )
     if net is None or net.driver != "bridge":
         driver = net.driver if net else "unknown"
-        return DESIGN_BLIND, f"network driver {driver!r}: only bridge networks are evaluated"
+        return (
+            DESIGN_BLIND,
+            "unsupported_driver",
+            f"network driver {driver!r}: only bridge networks are evaluated",
+        )
     if proto not in PROTOCOLS:
-        return DESIGN_BLIND, f"protocol {proto!r} is not evaluated"
+        return DESIGN_BLIND, "unsupported_protocol", f"protocol {proto!r} is not evaluated"
     if net.internal:
-        return DESIGN_NONE, "internal network: Docker publishes no ports from it"
+        return (
+            DESIGN_NONE,
+            "internal_network",
+            "internal network: Docker publishes no ports from it",
+        )
     if host_ip.startswith("127.") or host_ip == "::1":
-        return DESIGN_NONE, "bound to loopback: only local clients can connect, by design"
+        return (
+            DESIGN_NONE,
+            "loopback",
+            "bound to loopback: only local clients can connect, by design",
+        )
     mode = net.gateway_mode6 if family == "ipv6" else net.gateway_mode4
     if mode == "isolated":
-        return DESIGN_NONE, "gateway mode isolated: no external connectivity"
+        return DESIGN_NONE, "gateway_isolated", "gateway mode isolated: no external connectivity"
     enabled = daemon.ip6tables if family == "ipv6" else daemon.iptables
     if not enabled:
         flag = "--ip6tables" if family == "ipv6" and daemon.iptables else "--iptables"
-        return DESIGN_PROXY, f"{flag}=false: Docker writes no {family} rules"
+        return DESIGN_PROXY, "", f"{flag}=false: Docker writes no {family} rules"
     if not cip:
         other = "IPv4" if family == "ipv6" else "IPv6"
-        return DESIGN_PROXY, f"{other}-only container on an {family} address: no rules"
+        return DESIGN_PROXY, "", f"{other}-only container on an {family} address: no rules"
     if mode == "routed":
-        return DESIGN_ROUTED, "gateway mode routed: no NAT, clients route to the container address"
-    return DESIGN_DNAT, ""
+        return (
+            DESIGN_ROUTED,
+            "",
+            "gateway mode routed: no NAT, clients route to the container address",
+        )
+    return DESIGN_DNAT, "", ""

@@ -74,7 +74,8 @@ def _verdicts(state, rules, readable, nft_unread, exp: Expectations, host_addrs,
         client = clients.get(b.family, REMOTE)
         v = judge(b, state.daemon, indexed.get(b.family), env, probes(b), owners, client, fwd)
         if b.family in nft_unread and b.design in RULED:
-            v = Verdict("unknown", f"nftables firewall backend: {nft_unread[b.family]}")
+            why = f"nftables firewall backend: {nft_unread[b.family]}"
+            v = Verdict("unknown", "nft_unreadable", why)
         ports.append(PortReport(b, with_missing(v, b, own, shared), own))
     return tuple(ports)
 

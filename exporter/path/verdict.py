@@ -16,6 +16,7 @@ from exporter.docker.model import (
     Binding,
     Daemon,
 )
+from exporter.path.codes import policy_drop
 from exporter.path.matching import LOCAL, REMOTE, Env, Packet
 from exporter.path.walk import IndexedRuleset, Outcome, Walker
 
@@ -27,7 +28,8 @@ SEVERITY = {"misrouted": 0, "dropped": 1, "unreachable": 2, "unknown": 3, "proxi
 @dataclass(frozen=True, slots=True)
 class Verdict:
     state: str
-    reason: str
+    code: str  # stable, in exporter.path.codes.CODES: the metric's reason label
+    reason: str  # free text naming the deciding rule and its position: check, status page
     rule: str = ""  # the deciding rule as the kernel lists it, with its position
 
 
@@ -43,13 +45,22 @@ def _rule_desc(o: Outcome) -> str:
     return f"{o.rule.ref} `{o.rule.text}`" if o.rule else o.why
 
 
-def _stopped(o: Outcome, what: str) -> Verdict | None:
+def _stopped(o: Outcome, what: str, chain: str, reply: bool = False) -> Verdict | None:
+    """The verdict when `o`, the outcome of `chain` for the connection (or for the container's
+    replies), stops it."""
+    text = o.rule.text if o.rule else ""
     if o.verdict in ("DROP", "REJECT"):
-        where = _rule_desc(o)
-        return Verdict("dropped", f"{what} dropped by {where}", o.rule.text if o.rule else "")
+        code = "reply_dropped" if reply else "dropped_by_rule" if o.rule else policy_drop(chain)
+        return Verdict("dropped", code, f"{what} dropped by {_rule_desc(o)}", text)
     if o.verdict == "UNKNOWN":
-        return Verdict("unknown", o.why, o.rule.text if o.rule else "")
+        return _unknown(o)
     return None
+
+
+def _unknown(o: Outcome) -> Verdict:
+    # The walker names a rule for every undecidable case; only an unreadable table has none.
+    code = "undecidable_rule" if o.rule else "rules_unreadable"
+    return Verdict("unknown", code, o.why, o.rule.text if o.rule else "")
 
 
 def judge(
@@ -65,11 +76,11 @@ def judge(
     """The state of one binding. `rulesets` is None when the family's rules could not be read;
     `owners` maps (container address, port) to the container that serves it."""
     if b.design == DESIGN_BLIND:
-        return Verdict("unknown", b.why)
+        return Verdict("unknown", b.design_code, b.why)
     if b.design == DESIGN_NONE and not (b.loopback and rulesets is None):
-        return Verdict("ok", b.why)
+        return Verdict("ok", b.design_code, b.why)
     if rulesets is None:  # a loopback binding too: since 28 its protection is a raw DROP rule
-        return Verdict("unknown", f"{b.family} rules could not be read")
+        return Verdict("unknown", "rules_unreadable", f"{b.family} rules could not be read")
     ctx = (daemon, rulesets, env, owners, client, forwarding)
     verdicts = [_path(b, pr, *ctx) for pr in probes]
     worst = min(verdicts, key=lambda v: SEVERITY[v.state])
@@ -83,7 +94,7 @@ def _through(w: Walker, rulesets, hooks, pkt: Packet, what: str):
     """Walk `hooks` ((table, chain) pairs) in order; a stop verdict, or None and the packet
     (whose mark becomes unknown once a rule on the path has set one)."""
     for table, chain in hooks:
-        stop = _stopped(w.hook(rulesets, table, chain, pkt), what)
+        stop = _stopped(w.hook(rulesets, table, chain, pkt), what, chain, pkt.reply)
         if stop:
             return stop, pkt
         if w.marked and pkt.mark is not None:
@@ -114,18 +125,18 @@ def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding) -> Ve
         return stop
     nat = w.hook(rulesets, "nat", "PREROUTING", pkt)
     if nat.verdict == "UNKNOWN":
-        return Verdict("unknown", nat.why, nat.rule.text if nat.rule else "")
+        return _unknown(nat)
     if nat.verdict == "REDIRECT":
-        return Verdict(
-            "misrouted", f"{_rule_desc(nat)} redirects it to a local port", nat.rule.text
-        )
+        why = f"{_rule_desc(nat)} redirects it to a local port"
+        return Verdict("misrouted", "redirected", why, nat.rule.text)
     if nat.verdict == "DNAT":
         addr, port = nat.to[0], nat.to[1] if nat.to[1] is not None else pkt.dport
         if (addr, port) != (b.container_ip, b.container_port):
             owner = owners.get((addr, port))
             whose = f" (container {owner})" if owner else " (no container has it)"
             dest = f"{addr}:{port}{whose} instead of {b.container_ip}:{b.container_port}"
-            return Verdict("misrouted", f"{_rule_desc(nat)} sends it to {dest}", nat.rule.text)
+            why = f"{_rule_desc(nat)} sends it to {dest}"
+            return Verdict("misrouted", "shadowed_by_dnat", why, nat.rule.text)
         return _forward(b, rulesets, w, pkt, nat, forwarding)
     if routed:
         return _forward(b, rulesets, w, pkt, None, forwarding)
@@ -135,7 +146,8 @@ def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding) -> Ve
 def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat, forwarding) -> Verdict:
     if forwarding is False:
         knob = "net.ipv6.conf.all.forwarding" if b.family == "ipv6" else "net.ipv4.ip_forward"
-        return Verdict("dropped", f"after translation the connection is not forwarded: {knob}=0")
+        why = f"after translation the connection is not forwarded: {knob}=0"
+        return Verdict("dropped", "ip_forward_off", why)
     fwd = replace(
         pkt,
         dst=b.container_ip,
@@ -150,7 +162,7 @@ def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat, forwarding) -> V
     if stop:
         return stop
     o = w.hook(rulesets, "filter", "FORWARD", fwd)
-    stop = _stopped(o, "after translation the connection is")
+    stop = _stopped(o, "after translation the connection is", "FORWARD")
     if stop:
         return stop
     reply = replace(
@@ -172,9 +184,9 @@ def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat, forwarding) -> V
         return stop
     how = f"DNAT by {nat.rule.ref}" if nat and nat.rule else "routed"
     accepted = o.rule.ref if o.rule else o.why or "policy"
-    return Verdict(
-        "ok", f"{how}, accepted by {accepted}", nat.rule.text if nat and nat.rule else ""
-    )
+    code = "routed_accepted" if b.design == DESIGN_ROUTED else "dnat_accepted"
+    rule = nat.rule.text if nat and nat.rule else ""
+    return Verdict("ok", code, f"{how}, accepted by {accepted}", rule)
 
 
 def _local(b: Binding, daemon: Daemon, rulesets, w: Walker, pkt: Packet) -> Verdict:
@@ -185,12 +197,13 @@ def _local(b: Binding, daemon: Daemon, rulesets, w: Walker, pkt: Packet) -> Verd
         return stop
     serves, how = proxy_serves(b, daemon)
     if serves is None:
-        return Verdict("unknown", f"no DNAT applies and {how}")
+        return Verdict("unknown", "proxy_unknown", f"no DNAT applies and {how}")
     if not serves:
-        return Verdict("unreachable", f"no DNAT applies and {how}")
+        return Verdict("unreachable", "no_proxy", f"no DNAT applies and {how}")
     if b.design == DESIGN_PROXY:
-        return Verdict("ok", f"{b.why}; {how}")
-    return Verdict("proxied", f"no DNAT applies; {how}: it works but the container sees the host")
+        return Verdict("ok", "proxy_by_design", f"{b.why}; {how}")
+    why = f"no DNAT applies; {how}: it works but the container sees the host"
+    return Verdict("proxied", "dnat_missing", why)
 
 
 def proxy_serves(b: Binding, daemon: Daemon) -> tuple[bool | None, str]:

@@ -124,7 +124,7 @@ class SnapshotCollector(Collector):
         )
         info = InfoMetricFamily(
             "docker_nat_port",
-            "The verdict's reason and the binding's container side.",
+            "The verdict's stable reason code and the binding's container side.",
             labels=[*PORT_LABELS, "container_id", "bridge", "container_ip", "reason"],
         )
         present = GaugeMetricFamily(
@@ -136,7 +136,7 @@ class SnapshotCollector(Collector):
             b, lv = p.binding, port_labels(p.binding)
             for st in STATES:
                 state.add_metric([*lv, st], 1 if p.verdict.state == st else 0)
-            extra = [bound(v) for v in (b.container_id, b.bridge, b.container_ip, p.verdict.reason)]
+            extra = [bound(v) for v in (b.container_id, b.bridge, b.container_ip, p.verdict.code)]
             info.add_metric([*lv, *extra], {})
             for e in p.rules:
                 present.add_metric([*lv, e.expected.kind], 1 if e.present else 0)

@@ -373,6 +373,7 @@ def test_forwarding_off_is_not_ok(s: Site) -> None:
         s.lab.nsexec(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
     assert experience(got, WEB, CLIENT_ADDR) == NONE, got
     assert entry["state"] != "ok", f"{entry['state']}: {entry['reason']}; but the client: {got}"
+    assert entry["code"] == "ip_forward_off", entry
 
 
 def test_docker_user_drop_by_original_port(s: Site) -> None:

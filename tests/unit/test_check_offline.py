@@ -21,6 +21,8 @@ from support.corefix import (
     web_doc,
 )
 
+from exporter.path.codes import CODES
+
 REPO = Path(__file__).resolve().parents[2]
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 STALE = "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 18080 -j DNAT --to-destination 172.17.0.9:80"
@@ -170,6 +172,7 @@ def test_json_schema(tmp_path, d2010_state):
         "container_port",
         "design",
         "state",
+        "code",
         "reason",
         "rule",
         "rules",
@@ -178,11 +181,13 @@ def test_json_schema(tmp_path, d2010_state):
         assert set(p) >= port_keys
         assert isinstance(p["host_port"], int) and isinstance(p["container_port"], int)
         assert p["state"] in ("ok", "proxied", "misrouted", "dropped", "unreachable", "unknown")
+        assert CODES[p["code"]].state == p["state"]
         for e in p["rules"]:
             assert set(e) >= {"kind", "family", "rule", "present"}
             assert isinstance(e["present"], bool)
     web = next(p for p in doc["ports"] if p["container"] == "web" and p["family"] == "ipv4")
     assert web["state"] == "misrouted" and web["rule"] == STALE
+    assert web["code"] == "shadowed_by_dnat"
     assert all(e["present"] for e in web["rules"])  # Docker's own rules are all there
     assert [e["kind"] for e in web["rules"]] == ["dnat", "forward_accept", "hairpin_masquerade"]
     assert all(

@@ -62,7 +62,30 @@ def test_incident_is_misrouted_and_stale_counted():
         for ln in text.splitlines()
         if ln.startswith("docker_nat_port_info{") and 'host_port="18080"' in ln and "ipv4" in ln
     ]
-    assert len(info) == 1 and "172.17.0.9:80" in info[0] and "nat/DOCKER #1" in info[0]
+    assert len(info) == 1 and 'reason="shadowed_by_dnat"' in info[0]
+
+
+def port_info_lines(snap) -> list[str]:
+    text = generate_latest(registry_for(snap)).decode()
+    return [ln for ln in text.splitlines() if ln.startswith("docker_nat_port_info{")]
+
+
+def test_port_info_series_do_not_change_when_rules_move():
+    """Issue 15 item 6: the reason label is a code, so a rule inserted ahead of the deciding one
+    (its position moves from #1 to #2) changes the free text but not one series."""
+    moved = incident_rules().replace(
+        "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 18080",
+        "-A DOCKER -p tcp -m tcp --dport 9 -j DNAT --to-destination 172.17.0.50:9\n"
+        "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 18080",
+        1,
+    )
+    before, after = fixture_snapshot(incident_rules()), fixture_snapshot(moved)
+    reasons = [
+        {p.verdict.reason for p in s.ports if p.binding.host_port == 18080} for s in (before, after)
+    ]
+    assert reasons[0] != reasons[1]  # the text names the rule's position
+    assert port_info_lines(before) == port_info_lines(after)
+    assert not any("#" in ln for ln in port_info_lines(after))
 
 
 def test_docker_down_exports_no_port_series():

@@ -8,6 +8,7 @@ import re
 from support.servicefix import FIX
 
 from exporter.config import COMMON, SERVE
+from exporter.path.codes import CODES
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -48,3 +49,9 @@ def test_ci_runs_the_readme_test_command():
     command = command.strip()
     ci = (ROOT / ".ci" / "run").read_text()
     assert command in ci.splitlines(), f"{command!r} is not a line of .ci/run"
+
+
+def test_verdicts_doc_lists_every_reason_code():
+    block = (ROOT / "docs" / "verdicts.md").read_text().split("## Reason codes", 1)[1]
+    rows = re.findall(r"^\| `([a-z_]+)` \| `([a-z]+)` \|", block, re.M)
+    assert rows == [(code, c.state) for code, c in CODES.items()]

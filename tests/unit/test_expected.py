@@ -320,7 +320,7 @@ def test_rootless_is_unknown_with_a_reason():
     for p in snap.ports:
         assert p.rules == ()
         assert p.verdict.state == "unknown"
-        assert "rootless" in p.verdict.reason
+        assert "rootless" in p.verdict.reason and p.verdict.code == "rootless"
 
 
 def test_nftables_backend_is_unknown_not_missing():

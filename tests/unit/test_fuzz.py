@@ -25,7 +25,7 @@ from support.servicefix import FIX, HOST_ADDRS, docker_raw, rules
 from exporter.docker.decode import DecodeError, decode_state
 from exporter.rules.iptsave import parse_save
 from exporter.serve.collector import SnapshotCollector
-from exporter.serve.labels import MAX_LABEL, bound
+from exporter.serve.labels import MAX_LABEL
 from exporter.serve.snapshot import build
 from exporter.sources.docker_api import DockerRaw
 from exporter.web.app import status_page
@@ -318,13 +318,14 @@ def test_names_and_comments_are_escaped_in_the_exposition(name: str) -> None:
     assert port.verdict.state == "misrouted" and comment in port.verdict.reason
     [info] = [x for x in families["docker_nat_port_info"].samples
               if x.labels["container"] == want and x.labels["family"] == "ipv4"]  # fmt: skip
-    assert info.labels["reason"] == bound(port.verdict.reason)
+    assert info.labels["reason"] == port.verdict.code == "shadowed_by_dnat"  # never the comment
     [cinfo] = [x for x in families["docker_nat_container_info"].samples
                if x.labels["container"] == want]  # fmt: skip
     assert cinfo.labels["image"] == cinfo.labels["compose_project"] == want
     record("input", f"container name/image/compose label {name[:30]!r}"
            f"{'…' if len(name) > 30 else ''} and a rule comment with quotes and markup",
-           "label values read back equal (bounded to 200 chars, invalid UTF-8 replaced); "
+           "label values read back equal (bounded to 200 chars, invalid UTF-8 replaced), "
+           "the reason label is the code, never the comment; "
            "no injected series", length=len(name))  # fmt: skip
 
 

@@ -573,6 +573,7 @@ def test_missing_native_tables_are_unknown_for_the_nftables_backend_only():
     assert {p.verdict.state for p in snap.ports} == {"unknown"}
     assert all(
         p.verdict.reason == "nftables firewall backend: native nftables tables not read"
+        and p.verdict.code == "nft_unreadable"
         for p in snap.ports
     )
     assert snap.jumps == () and all(p.rules == () for p in snap.ports)

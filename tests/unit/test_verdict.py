@@ -7,6 +7,8 @@ Each asserts the state of web's 0.0.0.0:8080/tcp AND that the reason names what 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from support.corefix import (
     ACCEPT_LINE,
@@ -32,6 +34,8 @@ from support.corefix import (
     web_verdict,
     without,
 )
+
+from exporter.path.codes import CODES
 
 PRE_JUMP = "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER"
 NAT_RETURN = "-A DOCKER -i docker0 -j RETURN"
@@ -501,8 +505,56 @@ CASES = [
 def test_truth_table(text, doc, kw, state, reason):
     v = web_verdict(text, doc, **kw)
     assert v.state == state, v
+    assert CODES[v.code].state == state, v
     for part in reason:
         assert part in v.reason, v
+
+
+CODE_CASES = [
+    ("dnat_accepted", BASE_G27, None),
+    ("shadowed_by_dnat", insert_before(BASE_G27, DNAT_LINE, STALE_NOBODY), None),
+    (
+        "redirected",
+        insert_before(
+            BASE_G27, DNAT_LINE, "-A DOCKER -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 3128"
+        ),
+        None,
+    ),
+    ("dnat_missing", without(BASE_G27, PRE_JUMP), None),
+    ("no_proxy", without(BASE_G27, PRE_JUMP), PROXY_OFF),
+    ("proxy_unknown", without(BASE_G27, PRE_JUMP), PROXY_UNKNOWN),
+    ("forward_policy_drop", without(BASE_G27, ACCEPT_LINE), None),
+    ("dropped_by_rule", user("-j DROP"), None),
+    ("dropped_by_rule", user("-j REJECT"), None),
+    ("reply_dropped", without(BASE_G27, REPLY_ACCEPT), None),
+    (
+        "reply_dropped",
+        append_rules(BASE_G27, "raw", "-A PREROUTING -i docker0 -p tcp -j DROP"),
+        None,
+    ),
+    (
+        "input_policy_drop",
+        set_policy(without(BASE_G27, DNAT_LINE), "filter", "INPUT", "DROP"),
+        None,
+    ),
+    ("prerouting_policy_drop", set_policy(BASE_G27, "raw", "PREROUTING", "DROP"), None),
+    ("undecidable_rule", user("-m frobnicate --frob 3 -j DROP"), None),
+]
+
+
+@pytest.mark.parametrize(("code", "text", "doc"), CODE_CASES)
+def test_reason_code(code, text, doc):
+    """Each cause has its code, whatever position the deciding rule has."""
+    v = web_verdict(text, doc)
+    assert v.code == code, v
+    assert CODES[code].state == v.state
+
+
+def test_codes_are_stable_when_rules_move():
+    shifted = user("-s 10.0.0.0/8 -j DROP", "-s 10.1.0.0/16 -j DROP", "-j DROP")
+    a, b = web_verdict(user("-j DROP")), web_verdict(shifted)
+    assert "DOCKER-USER #1" in a.reason and "DOCKER-USER #3" in b.reason
+    assert a.code == b.code == "dropped_by_rule"
 
 
 def test_deciding_rule_is_reported_as_listed():
@@ -565,6 +617,7 @@ def both(legacy: str):
 def test_both_backends(legacy, state, reason):
     v = web_verdict(both(legacy))
     assert v.state == state, v
+    assert CODES[v.code].state == state, v
     for part in reason:
         assert part in v.reason, v
 
@@ -573,12 +626,14 @@ def test_unreadable_table_in_either_backend_is_unknown():
     legacy = LEGACY_FILTER.format(rules="") + "# Table `nat' is incompatible, use 'nft' tool.\n"
     v = web_verdict(both(legacy))
     assert v.state == "unknown" and "legacy nat table unreadable" in v.reason
+    assert v.code == "rules_unreadable"
 
 
 def test_family_unreadable_is_unknown():
     snap = analyse_doc(web_doc(), None)
     v = port_report(snap, "web", 8080).verdict
     assert v.state == "unknown" and "ipv4 rules could not be read" in v.reason
+    assert v.code == "rules_unreadable"
 
 
 # --- several host addresses and the modelled client ------------------------------------------
@@ -675,7 +730,16 @@ def test_routed_mode_walks_to_the_container_address():
     doc, v4, v6 = layout("g29")
     v = port_report(analyse_doc(doc, v4, v6), "routed", 8082).verdict
     assert v.state == "ok" and v.reason.startswith("routed, accepted by filter/DOCKER #1")
+    assert v.code == "routed_accepted"
     # a direct-routing DROP (what nat mode has) would kill routed traffic
     raw = append_rules(v4, "raw", "-A PREROUTING -d 172.20.0.2/32 ! -i routed1 -j DROP")
     v = port_report(analyse_doc(doc, raw, v6), "routed", 8082).verdict
     assert v.state == "dropped" and "raw/PREROUTING #4" in v.reason
+
+
+def test_forwarding_off_is_dropped_with_its_code():
+    off = replace(family_rules("ipv4", BASE_G27), forwarding=False)
+    v = web_verdict(off)
+    assert (v.state, v.code) == ("dropped", "ip_forward_off")
+    assert "net.ipv4.ip_forward=0" in v.reason
+    assert web_verdict(replace(off, forwarding=None)).code == "dnat_accepted"
