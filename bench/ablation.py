@@ -25,7 +25,7 @@ from exporter.path.analysis import analyse
 from exporter.rules import iptsave
 from exporter.rules.family import FamilyRules
 from exporter.rules.lazysave import parse_save_lazy
-from exporter.serve.refresh import RefreshCache
+from exporter.serve.state import RefreshState
 
 ADDRS = (("lo", "127.0.0.1"), ("eth0", gen.HOST_ADDR))
 
@@ -86,7 +86,7 @@ def main() -> None:
         return analyse(state, rules(new), ADDRS)
 
     rows.append(("refresh, 1 rule gone", best(one_gone, a.repeat)[0]))
-    cache = RefreshCache()
+    cache = RefreshState()
     cache.analyse(state, fresh, ADDRS, None)
     rows.append(("refresh, unchanged", best(lambda: cache.analyse(state, fresh, ADDRS, None),
                                             a.repeat)[0]))  # fmt: skip

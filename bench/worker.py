@@ -31,9 +31,9 @@ from exporter.sources.run import run
 
 try:  # this tree's optimisations (absent from the baseline tree)
     from exporter.rules.lazysave import parse_save_lazy
-    from exporter.serve.refresh import RefreshCache
+    from exporter.serve.state import RefreshState
 except ImportError:
-    parse_save_lazy = RefreshCache = None
+    parse_save_lazy = RefreshState = None
 
 
 def best(fn, repeat: int):
@@ -71,7 +71,7 @@ def docker_calls(host: str) -> None:
 def refresh(opts, cache, cold: bool = False) -> tuple[float, dict, object]:
     if cold and hasattr(expected.make, "cache_clear"):
         expected.make.cache_clear()
-    kwargs = {"cache": cache} if RefreshCache is not None else {}
+    kwargs = {"state": cache} if RefreshState is not None else {}
     t = time.perf_counter()
     snap = take_snapshot(opts, **kwargs)
     return time.perf_counter() - t, dict(snap.timings), snap
@@ -89,7 +89,7 @@ def main() -> None:
     docker_calls(a.docker_host)  # the SDK's import is paid once per process, not per refresh
     out["floor_docker"] = best(lambda: docker_calls(a.docker_host), a.repeat)[0]
     opts = RefreshOptions(docker_host=a.docker_host, host_facts=False, command_timeout=60)
-    fresh = (lambda: RefreshCache()) if RefreshCache else (lambda: None)
+    fresh = (lambda: RefreshState()) if RefreshState else (lambda: None)
     runs = [refresh(opts, fresh(), cold=True) for _ in range(a.repeat)]
     total, timings, snap = min(runs, key=lambda r: r[0])
     out["cold"] = {"total": total, "timings": timings}

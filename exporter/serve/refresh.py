@@ -1,18 +1,17 @@
-"""Take one snapshot: read every source (timed, never raising), then build it purely."""
+"""One refresh: read every source (timed, never raising) into Readings, then assess them."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from exporter.path.analysis import analyse
-from exporter.rules.lazysave import rule_errors
-from exporter.serve.snapshot import Snapshot, build
+from exporter.readings import Readings
+from exporter.serve.snapshot import Snapshot, assess
+from exporter.serve.state import RefreshState
 from exporter.sources.docker_api import DEFAULT_HOST, DockerError, read_docker
 from exporter.sources.hostnet import host_addresses
 from exporter.sources.iptables import read_family
 from exporter.sources.nft import read_native, with_native
-from exporter.sources.nftwatch import NATIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,49 +26,17 @@ class RefreshOptions:
     clients: tuple[tuple[str, str], ...] = ()  # (family, address) of the modelled client
 
 
-class RefreshCache:
-    """What the last refresh read and worked out. A `*-save` text byte-identical to the last
-    one gives back the same Ruleset (a changed one reuses its unchanged chains), and when the
-    Docker state, those Rulesets and everything else analysis reads are all the same as last
-    time, the last Analysis is served again. Keys are the inputs themselves, compared whole."""
-
-    def __init__(self) -> None:
-        self.saves: dict[str, dict] = {"ipv4": {}, "ipv6": {}}  # family → backend → (text, rs)
-        self.last: tuple | None = None  # (inputs, Analysis)
-
-    def analyse(self, state, rules, host_addrs, clients, timings=None):
-        inputs = (state, rules, host_addrs, clients)
-        if self.last is not None and _same_inputs(self.last[0], inputs):
-            return self.last[1]
-        result = analyse(state, rules, host_addrs, clients, timings)
-        self.last = (inputs, result)
-        return result
-
-
-def _same_inputs(old: tuple, new: tuple) -> bool:
-    (s0, r0, a0, c0), (s1, r1, a1, c1) = old, new
-    if a0 != a1 or c0 != c1 or r0.keys() != r1.keys():
-        return False
-    for family, fr in r1.items():
-        was = r0[family]
-        same = len(was.rulesets) == len(fr.rulesets) and all(
-            x is y for x, y in zip(was.rulesets, fr.rulesets, strict=True)
-        )  # identity: the same object only comes back for an identical text
-        if not same or (was.error, was.nft_error, was.forwarding) != (
-            fr.error, fr.nft_error, fr.forwarding
-        ):  # fmt: skip
-            return False
-    return s0 == s1
-
-
-CACHE = RefreshCache()  # the service's refreshes run one at a time
-
-
 def take_snapshot(
-    opts: RefreshOptions, clock=time.time, cache: RefreshCache | None = CACHE
+    opts: RefreshOptions, state: RefreshState | None = None, clock=time.time
 ) -> Snapshot:
-    """`cache`: reuse what the last refresh with the same cache parsed and analysed (None:
-    compute everything anew)."""
+    """Read and assess. `state`: what earlier refreshes with the same state left to reuse
+    (None: a fresh one, nothing reused)."""
+    state = state if state is not None else RefreshState()
+    return assess(read_host(opts, state, clock), dict(opts.clients) or None, state.analyse)
+
+
+def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Readings:
+    """Docker, every backend's rules, the host's addresses and (when due) its facts, now."""
     started, t0 = clock(), time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -86,57 +53,28 @@ def take_snapshot(
     except DockerError as exc:
         docker_error = str(exc)
     iptc = opts.reader == "iptc"
-    last = cache.saves if cache is not None else {}
     reads = {
-        fam: timed(f"rules_{fam}", read_family, fam, opts.command_timeout, iptc, last.get(fam))
+        fam: timed(f"rules_{fam}", read_family, fam, opts.command_timeout, iptc, state.saves[fam])
         for fam in ("ipv4", "ipv6")
     }
     # Native nftables tables (Docker 29's nftables backend, any other firewall's): every family's
     # rules include them; iptables-nft's own tables are left to iptables-nft-save.
     nft_read = frozenset(f for f, r in reads.items() if "nf_tables" in r.texts)
-    if cache is not None:  # reused while `nft monitor` saw no change to a native table
-        native = timed("rules_nft", NATIVE.read, read_native, opts.command_timeout, nft_read)
-    else:
-        native = timed("rules_nft", read_native, opts.command_timeout, nft_read)
+    # reused while `nft monitor` saw no change to a native table
+    native = timed("rules_nft", state.native.read, read_native, opts.command_timeout, nft_read)
     addrs = timed("host_addresses", host_addresses, opts.command_timeout)
     host, host_error = None, ""
-    if opts.host_facts:
+    if opts.host_facts and state.host_due():
         host, host_error = timed("hostfacts", _host_facts, opts, raw)
+        state.host_read(host)
+    elif opts.host_facts:
+        host = state.host
     warnings = tuple(w for r in reads.values() for w in r.warnings)
     warnings += tuple(w for w in (native.error, *native.warnings) if w)
-    t = time.perf_counter()
-    snap = build(
-        started,
-        raw,
-        docker_error,
-        {f: with_native(r.rules, native) for f, r in reads.items()},
-        addrs,
-        host,
-        host_error,
-        warnings,
-        dict(opts.clients) or None,
-        timings,
-        cache.analyse if cache is not None else analyse,
+    rules = {f: with_native(r.rules, native) for f, r in reads.items()}
+    return Readings(
+        started, raw, docker_error, rules, addrs, host, host_error, warnings, timings, started=t0
     )
-    timings["analyse"] = time.perf_counter() - t
-    late = _rule_warnings(reads)
-    return replace(
-        snap,
-        duration_seconds=time.perf_counter() - t0,
-        timings=timings,
-        warnings=snap.warnings + late,
-    )
-
-
-def _rule_warnings(reads) -> tuple[str, ...]:
-    """Rules found unreadable while analysis read their chains (lazysave), 5 per ruleset as
-    read_family reports the others."""
-    out = []
-    for fam, r in reads.items():
-        for rs in r.rules.rulesets:
-            room = max(0, 5 - len(rs.errors))
-            out += [f"{fam} {rs.backend}: {e}" for e in rule_errors(rs)[:room]]
-    return tuple(out)
 
 
 def _host_facts(opts: RefreshOptions, raw):

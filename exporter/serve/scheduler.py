@@ -10,10 +10,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 
 from exporter.serve.refresh import RefreshOptions, take_snapshot
 from exporter.serve.snapshot import Snapshot, SourceStatus
+from exporter.serve.state import RefreshState
 
 log = logging.getLogger("docker_nat_exporter")
 
@@ -24,8 +26,6 @@ class Holder:
 
     snapshot: Snapshot | None = None
     errors: dict[str, int] | None = None
-    host: object = None  # cached host facts
-    host_read_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.errors = self.errors or {}
@@ -39,10 +39,13 @@ class Scheduler:
         debounce: float,
         host_interval: float,
         holder: Holder,
-        snapshot_fn: Callable[..., Snapshot] = take_snapshot,
+        snapshot_fn: Callable[[RefreshOptions], Snapshot] | None = None,
     ) -> None:
+        """`snapshot_fn(opts)` takes one snapshot (default: take_snapshot with this scheduler's
+        RefreshState, the one owner of what a refresh reuses from the last)."""
         self.opts, self.interval, self.debounce = opts, interval, debounce
-        self.host_interval, self.holder, self.snapshot_fn = host_interval, holder, snapshot_fn
+        self.holder, self.state = holder, RefreshState(host_interval)
+        self.snapshot_fn = snapshot_fn or partial(take_snapshot, state=self.state)
         self.wake = asyncio.Event()
 
     def trigger(self, why: str) -> None:
@@ -63,7 +66,7 @@ class Scheduler:
 
     async def refresh_once(self) -> Snapshot:
         try:
-            snap = await asyncio.to_thread(self._take)
+            snap = await asyncio.to_thread(self.snapshot_fn, self.opts)
         except Exception as exc:  # a bug must not end the refresh loop nor leave a stale "ok"
             log.error("refresh failed: %s", _describe(exc))
             snap = _failed(exc)
@@ -76,26 +79,6 @@ class Scheduler:
         self.holder.snapshot = snap  # one reference assignment: the swap is atomic
         return snap
 
-    def _take(self) -> Snapshot:
-        h = self.holder
-        read_host = self.opts.host_facts and time.time() - h.host_read_at >= self.host_interval
-        opts = self.opts if read_host else _without_host(self.opts)
-        snap = self.snapshot_fn(opts)
-        if read_host:
-            h.host, h.host_read_at = snap.host, time.time()
-        elif h.host is not None:
-            snap = _with_host(snap, h.host)
-        return snap
-
-
-def _without_host(opts: RefreshOptions) -> RefreshOptions:
-    return replace(opts, host_facts=False)
-
-
-def _with_host(snap: Snapshot, host) -> Snapshot:
-    sources = tuple(s for s in snap.sources if s.name != "hostfacts")
-    return replace(snap, host=host, sources=(*sources, SourceStatus("hostfacts", True)))
-
 
 def _describe(exc: Exception) -> str:
     tb = exc.__traceback__
@@ -107,8 +90,6 @@ def _describe(exc: Exception) -> str:
 
 def _failed(exc: Exception) -> Snapshot:
     """What is served after an unexpected error: every source down, saying why."""
-    from exporter.serve.snapshot import SourceStatus
-
     why = f"refresh failed: {_describe(exc)}"
     sources = tuple(SourceStatus(name, False, why) for name in ("docker", "iptables", "ip6tables"))
     return Snapshot(taken_at=time.time(), duration_seconds=0.0, sources=sources)

@@ -15,7 +15,6 @@ from exporter.config import ConfigError, parse_duration, parse_listen
 from exporter.serve.collector import SnapshotCollector
 from exporter.serve.refresh import RefreshOptions
 from exporter.serve.scheduler import Holder, Scheduler
-from exporter.sources.nftwatch import NATIVE
 from exporter.sources.watch import DockerEvents, NftMonitor
 from exporter.web.app import make_app
 from exporter.web.webconfig import WebConfig, WebConfigError, load_web_config
@@ -93,7 +92,8 @@ def build_app(cfg: ServeConfig, opts: RefreshOptions, snapshot_fn=None, watch: b
         events = DockerEvents(opts.docker_host, notify) if watch else None
         if events:
             events.start()
-        nft = NftMonitor(sched.trigger, NATIVE) if watch and NftMonitor.available() else None
+        monitor = watch and NftMonitor.available()
+        nft = NftMonitor(sched.trigger, sched.state.native) if monitor else None
         if nft:
             tasks.append(asyncio.create_task(nft.run(), name="nft-monitor"))
         try:

@@ -1,4 +1,4 @@
-"""A Snapshot: everything the exporter knows at one instant, built purely from raw source data."""
+"""A Snapshot: everything the exporter knows at one instant, assessed purely from Readings."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 from exporter.docker.decode import DecodeError, decode_state
 from exporter.docker.model import Container, Daemon, DockerState
-from exporter.path.analysis import Analysis, PortReport, analyse
+from exporter.path.analysis import PortReport, analyse
 from exporter.path.evidence import Evidence
 from exporter.path.stale import StaleRule
+from exporter.readings import Readings
 from exporter.rules.family import FamilyRules
 from exporter.rules.lazysave import rule_errors
 from exporter.rules.nftjson import is_native, native_rule_count
@@ -50,77 +51,66 @@ class Snapshot:
         return self.source_up("docker") and self.source_up("iptables")
 
 
-def build(
-    taken_at: float,
-    docker_raw,
-    docker_error: str,
-    rules: dict[str, FamilyRules],
-    host_addrs,
-    host=None,
-    host_error: str = "",
-    warnings: tuple[str, ...] = (),
-    clients: dict[str, str] | None = None,
-    timings: dict[str, float] | None = None,
-    analyse_fn=analyse,
-) -> Snapshot:
-    """Decode and analyse. `docker_raw` is a sources.docker_api.DockerRaw or None on failure.
-    `timings`, when given, gets the seconds spent per step ("decode", then analyse's);
-    `analyse_fn` stands in for analysis.analyse (refresh passes a memoised one)."""
+def assess(r: Readings, clients: dict[str, str] | None = None, analyse_fn=analyse) -> Snapshot:
+    """Decode and analyse: the one pure step from Readings to a Snapshot. `clients`: the modelled
+    client per family; `analyse_fn` stands in for analysis.analyse (a RefreshState's memoised
+    one). The snapshot's timings are the readings' plus "decode", analyse's and "analyse"."""
     started = time.perf_counter()
-    state: DockerState | None = None
-    if docker_raw is not None:
-        try:
-            state = decode_state(
-                docker_raw.containers,
-                docker_raw.networks,
-                docker_raw.info,
-                docker_raw.version,
-                docker_raw.hints,
-            )
-        except DecodeError as exc:
-            docker_error = f"Docker answered something unexpected: {exc}"
+    timings = dict(r.timings)
+    state, docker_error = _decode(r)
     sources = [SourceStatus("docker", state is not None, docker_error)]
     for family, name in (("ipv4", "iptables"), ("ipv6", "ip6tables")):
-        fr = rules.get(family)
+        fr = r.rules.get(family)
         err = fr.error if fr else "not read"
         sources.append(SourceStatus(name, fr is not None and not fr.error, err))
-    if host is not None or host_error:
-        sources.append(SourceStatus("hostfacts", not host_error, host_error))
-    counts, docker_backends = _backend_facts(rules)
-    base = dict(
-        taken_at=taken_at,
-        duration_seconds=0.0,
-        sources=tuple(sources),
-        backend_rules=counts,
-        docker_backends=docker_backends,
-        host=host,
-        warnings=warnings,
-    )
-    if timings is not None:
-        timings["decode"] = time.perf_counter() - started
-    if state is None:
-        return Snapshot(**base, parse_errors=_parse_errors(rules))
-    a: Analysis = analyse_fn(state, rules, host_addrs, clients, timings)
+    if r.host is not None or r.host_error:
+        sources.append(SourceStatus("hostfacts", not r.host_error, r.host_error))
+    timings["decode"] = time.perf_counter() - started
+    a = analyse_fn(state, r.rules, r.host_addrs, clients, timings) if state is not None else None
+    parse_errors, late = _parse_errors(r.rules)  # after the analysis: it reads chains lazily
+    counts, docker_backends = _backend_facts(r.rules)
+    timings["analyse"] = time.perf_counter() - started
     return Snapshot(
-        **base,
-        daemon=state.daemon,
-        containers=state.containers,
-        ports=a.ports,
-        jumps=a.jumps,
-        bridge_rules=a.bridge_rules,
-        stale=a.stale,
-        parse_errors=_parse_errors(rules),  # after the analysis: it reads chains lazily
+        taken_at=r.taken_at,
+        duration_seconds=0.0 if r.started is None else time.perf_counter() - r.started,
+        sources=tuple(sources),
+        daemon=state.daemon if state is not None else None,
+        containers=state.containers if state is not None else (),
+        ports=a.ports if a else (),
+        jumps=a.jumps if a else (),
+        bridge_rules=a.bridge_rules if a else (),
+        stale=a.stale if a else (),
+        backend_rules=counts,
+        parse_errors=parse_errors,
+        docker_backends=docker_backends,
+        host=r.host,
+        warnings=r.warnings + late,
+        timings=timings,
     )
 
 
-def _parse_errors(rules: dict[str, FamilyRules]) -> tuple[tuple[str, str, int], ...]:
+def _decode(r: Readings) -> tuple[DockerState | None, str]:
+    if r.docker is None:
+        return None, r.docker_error
+    d = r.docker
+    try:
+        return decode_state(d.containers, d.networks, d.info, d.version, d.hints), r.docker_error
+    except DecodeError as exc:
+        return None, f"Docker answered something unexpected: {exc}"
+
+
+def _parse_errors(rules: dict[str, FamilyRules]):
+    """Unreadable lines per (backend, family), and warnings for the rules found unreadable while
+    the analysis read their chains (lazysave): up to 5 per ruleset with those the reader gave."""
     out: dict[tuple[str, str], int] = {}
+    late: list[str] = []
     for family, fr in sorted(rules.items()):
         for rs in fr.rulesets:
+            lazy = rule_errors(rs)
             backend = "nftables" if is_native(rs) else rs.backend
-            n = len(rs.errors) + len(rule_errors(rs))  # rule_errors: chains read lazily so far
-            out[(backend, family)] = out.get((backend, family), 0) + n
-    return tuple((b, f, n) for (b, f), n in out.items())
+            out[(backend, family)] = out.get((backend, family), 0) + len(rs.errors) + len(lazy)
+            late += [f"{family} {rs.backend}: {e}" for e in lazy[: max(0, 5 - len(rs.errors))]]
+    return tuple((b, f, n) for (b, f), n in out.items()), tuple(late)
 
 
 def _backend_facts(rules: dict[str, FamilyRules]):

@@ -10,33 +10,11 @@ import json
 import os
 import socket
 import struct
-from dataclasses import dataclass
 
 from exporter.docker.decode import DaemonHints
+from exporter.docker.raw import DockerRaw
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
-
-
-@dataclass(frozen=True, slots=True)
-class DockerRaw:
-    """The API answers as JSON, exactly what `check --docker-state` replays offline."""
-
-    containers: list
-    networks: list
-    info: dict
-    version: dict
-    hints: DaemonHints
-
-    def to_json(self) -> str:
-        h = self.hints
-        hints = {
-            "pid": h.pid,
-            "cmdline": list(h.cmdline) if h.cmdline is not None else None,
-            "daemon_json": h.daemon_json,
-            "proxy_argvs": [list(a) for a in h.proxy_argvs] if h.proxy_argvs is not None else None,
-        }
-        body = {"containers": self.containers, "networks": self.networks, "info": self.info}
-        return json.dumps({**body, "version": self.version, "hints": hints}, indent=1)
 
 
 class DockerError(Exception):

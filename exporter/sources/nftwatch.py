@@ -71,6 +71,3 @@ class NativeWatch:
         with self.lock:
             self.last = (gen, iptables_nft, now, native)  # a change during the read bumped gen
         return native
-
-
-NATIVE = NativeWatch()  # fed by the service's NftMonitor; `check` never starts one

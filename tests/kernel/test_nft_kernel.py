@@ -32,8 +32,9 @@ from support.corefix import raw
 from support.netns import Netns, fresh_name, namespace, reap_dead
 from support.util import require_or_skip
 
+from exporter.readings import Readings
 from exporter.rules.family import FamilyRules
-from exporter.serve.snapshot import Snapshot, build
+from exporter.serve.snapshot import Snapshot, assess
 from exporter.sources.nft import NativeRead, read_native, with_native
 
 pytestmark = pytest.mark.kernel
@@ -108,7 +109,9 @@ def read(ns: Netns, nft_in, owned: frozenset[str] = frozenset()) -> NativeRead:
 def judge(fixture: str, native: NativeRead) -> Snapshot:
     doc = json.loads((NFT_DIR / f"{fixture}.state.json").read_text())
     rules = {f: with_native(FamilyRules(f, ()), native) for f in ("ipv4", "ipv6")}
-    return build(0.0, raw(doc), "", rules, tuple(tuple(a) for a in doc["host_addresses"]))
+    return assess(
+        Readings(0.0, raw(doc), "", rules, tuple(tuple(a) for a in doc["host_addresses"]))
+    )
 
 
 def ports(snap: Snapshot) -> dict[str, object]:

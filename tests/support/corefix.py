@@ -2,7 +2,7 @@
 
 The JSON is shaped like the Engine's real answers (tests/fixtures/d2010_*.json): a network list,
 a container list, /info and /version. `state_doc()` wraps them in the `check --docker-state`
-file format (sources.docker_api.DockerRaw.to_json() plus "host_addresses").
+file format (docker.raw.dump_state: the API answers, hints and "host_addresses").
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from pathlib import Path
 
 from exporter.docker.decode import DaemonHints, decode_state
 from exporter.docker.model import DockerState
+from exporter.docker.raw import DockerRaw
+from exporter.readings import Readings
 from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
 from exporter.rules.model import Ruleset
-from exporter.serve.snapshot import Snapshot, build
-from exporter.sources.docker_api import DockerRaw
+from exporter.serve.snapshot import Snapshot, assess
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LAYOUTS = FIXTURES / "layouts"
@@ -306,7 +307,7 @@ def analyse_doc(
     if host_addresses == "doc":
         addrs = doc.get("host_addresses")
         host_addresses = tuple(tuple(a) for a in addrs) if addrs is not None else None
-    return build(0.0, raw(doc), "", rules, host_addresses, clients=clients)
+    return assess(Readings(0.0, raw(doc), "", rules, host_addresses), clients)
 
 
 def port_report(

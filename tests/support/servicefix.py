@@ -6,10 +6,11 @@ import json
 import pathlib
 
 from exporter.docker.decode import DaemonHints
+from exporter.docker.raw import DockerRaw
+from exporter.readings import Readings
 from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
-from exporter.serve.snapshot import Snapshot, build
-from exporter.sources.docker_api import DockerRaw
+from exporter.serve.snapshot import Snapshot, assess
 
 FIX = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
 HOST_ADDRS = (("lo", "127.0.0.1"), ("dne-h", "192.0.2.1"), ("docker0", "172.17.0.1"))
@@ -36,7 +37,7 @@ def rules(v4_text: str | None = None, v6_text: str | None = None) -> dict[str, F
 def fixture_snapshot(v4_text: str | None = None, docker_up: bool = True) -> Snapshot:
     raw = docker_raw() if docker_up else None
     error = "" if docker_up else "Docker socket /var/run/docker.sock does not exist"
-    return build(TAKEN_AT, raw, error, rules(v4_text), HOST_ADDRS)
+    return assess(Readings(TAKEN_AT, raw, error, rules(v4_text), HOST_ADDRS))
 
 
 def incident_rules() -> str:

@@ -396,6 +396,18 @@ def test_unreadable_inputs(tmp_path, state, rules, message):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("flag", ["--docker-state", "--iptables-save"])
+def test_a_missing_file_is_named_as_missing(tmp_path, flag):
+    state = write(tmp_path, "s.json", web_doc())
+    files = {"--docker-state": state, "--iptables-save": GOOD_RULES}
+    files[flag] = tmp_path / "missing.json"
+    r = check(*(x for kv in files.items() for x in kv))
+    no_traceback(r)
+    assert r.returncode == 2
+    assert r.stderr.strip().endswith(f"{flag} {files[flag]}: No such file or directory")
+    assert "not a saved Docker state" not in r.stderr
+
+
 def test_rules_without_docker_state_is_a_usage_error():
     r = check("--iptables-save", GOOD_RULES)
     assert r.returncode == 2 and "--docker-state is required" in r.stderr

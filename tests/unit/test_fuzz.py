@@ -23,11 +23,12 @@ from support.faultkit import record
 from support.servicefix import FIX, HOST_ADDRS, docker_raw, rules
 
 from exporter.docker.decode import DecodeError, decode_state
+from exporter.docker.raw import DockerRaw
+from exporter.readings import Readings
 from exporter.rules.iptsave import parse_save
 from exporter.serve.collector import SnapshotCollector
 from exporter.serve.labels import MAX_LABEL
-from exporter.serve.snapshot import build
-from exporter.sources.docker_api import DockerRaw
+from exporter.serve.snapshot import assess
 from exporter.web.app import status_page
 
 BUDGET = int(os.environ.get("DNE_FUZZ_EXAMPLES", "0"))
@@ -48,7 +49,7 @@ def counted(name: str) -> None:
 
 
 def verdicts(v4_text: str, raw: DockerRaw = RAW) -> dict[tuple, str]:
-    s = build(0.0, raw, "", rules(v4_text), HOST_ADDRS)
+    s = assess(Readings(0.0, raw, "", rules(v4_text), HOST_ADDRS))
     return {(p.binding.container, p.binding.family, p.binding.host_ip, p.binding.host_port):
             p.verdict.state for p in s.ports}  # fmt: skip
 
@@ -226,7 +227,9 @@ def test_wrong_types_anywhere_give_a_decode_error_or_a_state(data) -> None:
         decode_state(raw.containers, raw.networks, raw.info, raw.version, raw.hints)
     except DecodeError:
         counted("Docker JSON -> DecodeError")
-    s = build(0.0, raw, "", rules(), HOST_ADDRS)  # never raises, whatever the analysis meets
+    s = assess(
+        Readings(0.0, raw, "", rules(), HOST_ADDRS)
+    )  # never raises, whatever the analysis meets
     if not s.source_up("docker"):
         assert s.ports == () and "Docker answered something unexpected" in s.sources[0].error
     for p in s.ports:
@@ -240,7 +243,7 @@ def test_arbitrary_json_gives_a_decode_error_or_a_state(c, n, i, v) -> None:
     counted("Docker JSON arbitrary")
     with contextlib.suppress(DecodeError):
         decode_state(c, n, i, v, RAW.hints)
-    build(0.0, DockerRaw(c, n, i, v, RAW.hints), "", rules(), HOST_ADDRS)
+    assess(Readings(0.0, DockerRaw(c, n, i, v, RAW.hints), "", rules(), HOST_ADDRS))
 
 
 @pytest.mark.parametrize(
@@ -264,7 +267,7 @@ def test_values_the_analysis_cannot_use_are_decode_errors(where, value, says) ->
         net.setdefault("Options", {})["com.docker.network.bridge.name"] = value
     with pytest.raises(DecodeError, match=says):
         decode_state(raw.containers, raw.networks, raw.info, raw.version, raw.hints)
-    s = build(0.0, raw, "", rules(), HOST_ADDRS)
+    s = assess(Readings(0.0, raw, "", rules(), HOST_ADDRS))
     assert not s.source_up("docker") and s.ports == ()
     record("input", f"Docker JSON: {where} = {value!r}",
            f"DecodeError '{says}' -> source_up docker 0, no ports")  # fmt: skip
@@ -292,7 +295,7 @@ def _snapshot_named(name: str, comment: str = "c"):
     stale = (f"-A DOCKER ! -i docker0 -p tcp -m tcp --dport 18080 -m comment --comment "
              f'"{comment}" -j DNAT --to-destination 172.17.0.9:80')  # fmt: skip
     text = TEXT.replace("-A DOCKER -i br-", stale + "\n-A DOCKER -i br-", 1)
-    return build(0.0, raw, "", rules(text), HOST_ADDRS)
+    return assess(Readings(0.0, raw, "", rules(text), HOST_ADDRS))
 
 
 def _clean(value: str) -> str:

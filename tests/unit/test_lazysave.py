@@ -19,7 +19,7 @@ from support.corefix import (
 from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
 from exporter.rules.lazysave import LazyChains, parse_save_lazy, rule_errors
-from exporter.serve.refresh import RefreshCache
+from exporter.serve.state import RefreshState
 from exporter.sources.iptables import parse_reusing
 
 SAVES = sorted([*LAYOUTS.glob("*/ip*tables.txt"), *FIXTURES.glob("d2010_ip*tables.txt")])
@@ -142,7 +142,7 @@ def test_read_cache_gives_the_same_ruleset_only_for_the_same_text():
 
 
 def test_refresh_cache_reuses_an_analysis_only_when_nothing_changed():
-    cache, state = RefreshCache(), decode(web_doc())
+    cache, state = RefreshState(), decode(web_doc())
     addrs = (("eth0", "192.0.2.1"),)
     last: dict = {}
 

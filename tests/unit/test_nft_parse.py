@@ -18,6 +18,7 @@ from support.corefix import raw
 
 from exporter.path.matching import LOCAL, MAYBE, NO, REMOTE, YES, Env, Packet, rule_match
 from exporter.path.walk import IndexedRuleset, Walker
+from exporter.readings import Readings
 from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
 from exporter.rules.model import Cond
@@ -33,7 +34,7 @@ from exporter.rules.nftjson import (
     unreadable,
 )
 from exporter.rules.nftprint import rule_text
-from exporter.serve.snapshot import build
+from exporter.serve.snapshot import assess
 from exporter.sources.nft import NativeRead, from_ruleset_json, tables_to_read, with_native
 
 NFT = Path(__file__).resolve().parents[1] / "fixtures" / "nft"
@@ -62,7 +63,9 @@ def snapshot(name: str, text: str | None = None, iptables: dict[str, str] | None
         base = (parse_save(iptables[fam], fam, "nf_tables"),) if iptables else ()
         rules[fam] = with_native(FamilyRules(fam, base), nr)
     doc = state_doc(name)
-    return build(0.0, raw(doc), "", rules, tuple(tuple(a) for a in doc["host_addresses"]))
+    return assess(
+        Readings(0.0, raw(doc), "", rules, tuple(tuple(a) for a in doc["host_addresses"]))
+    )
 
 
 def without_rule(text: str, chain: str, comment_or_expr: str, family: str = "ip") -> str:
@@ -569,7 +572,7 @@ def test_missing_per_port_accept_is_dropped_by_the_unpublished_port_drop():
 def test_missing_native_tables_are_unknown_for_the_nftables_backend_only():
     doc = state_doc("proxy")
     rules = {f: FamilyRules(f, ()) for f in ("ipv4", "ipv6")}  # native tables never read
-    snap = build(0.0, raw(doc), "", rules, None)
+    snap = assess(Readings(0.0, raw(doc), "", rules, None))
     assert {p.verdict.state for p in snap.ports} == {"unknown"}
     assert all(
         p.verdict.reason == "nftables firewall backend: native nftables tables not read"
@@ -581,7 +584,7 @@ def test_missing_native_tables_are_unknown_for_the_nftables_backend_only():
         f: replace(r, nft_error="nft: Operation not permitted", rulesets=())
         for f, r in rules.items()
     }
-    snap = build(0.0, raw(doc), "", failing, None)
+    snap = assess(Readings(0.0, raw(doc), "", failing, None))
     assert all("Operation not permitted" in p.verdict.reason for p in snap.ports)
 
 
@@ -602,7 +605,7 @@ def test_an_unreadable_foreign_table_makes_its_hook_unknown():
     doc = state_doc("proxy")
     rules = {f: with_native(FamilyRules(f, ()), nr) for f in ("ipv4", "ipv6")}
     addrs = tuple(tuple(a) for a in doc["host_addresses"])
-    ports = {p.binding.family: p for p in build(0.0, raw(doc), "", rules, addrs).ports}
+    ports = {p.binding.family: p for p in assess(Readings(0.0, raw(doc), "", rules, addrs)).ports}
     assert ports["ipv4"].verdict.state == "unknown"
     assert "did not finish within 10s" in ports["ipv4"].verdict.reason
     assert ports["ipv6"].verdict.state == "ok"

@@ -171,8 +171,9 @@ def _nft_snapshot_with_stale_dnat():
     from support.corefix import raw
     from support.servicefix import FIX
 
-    from exporter.path.analysis import FamilyRules
-    from exporter.serve.snapshot import build
+    from exporter.readings import Readings
+    from exporter.rules.family import FamilyRules
+    from exporter.serve.snapshot import assess
     from exporter.sources.nft import from_ruleset_json, with_native
 
     doc = json.loads((FIX / "nft" / "proxy.ruleset.json").read_text())
@@ -186,7 +187,7 @@ def _nft_snapshot_with_stale_dnat():
     state = json.loads((FIX / "nft" / "proxy.state.json").read_text())
     rules = {f: with_native(FamilyRules(f, ()), native) for f in ("ipv4", "ipv6")}
     addrs = tuple(tuple(a) for a in state["host_addresses"])
-    return build(0.0, raw(state), "", rules, addrs)
+    return assess(Readings(0.0, raw(state), "", rules, addrs))
 
 
 async def test_stale_native_rule_reaches_metrics(aiohttp_client):
