@@ -11,9 +11,15 @@ import time
 from dataclasses import dataclass
 
 from exporter.docker.model import Binding, DockerState
-from exporter.path.evidence import RULED, Evidence, Expectations, expectations, with_missing
-from exporter.path.matching import REMOTE
-from exporter.path.probes import Probes, network_env
+from exporter.path.evidence import (
+    RULED,
+    Evidence,
+    Expectations,
+    expectations,
+    missing,
+    with_missing,
+)
+from exporter.path.probes import Probes, client_spaces, network_env
 from exporter.path.stale import StaleRule, stale_rules
 from exporter.path.verdict import Verdict, judge
 from exporter.path.walk import IndexedRuleset
@@ -62,21 +68,23 @@ def analyse(
 
 def _verdicts(state, rules, readable, nft_unread, exp: Expectations, host_addrs, clients):
     """Walk a remote client's packet for every binding and name what decided it."""
-    env = network_env(state)
+    env = network_env(state, [rs for f in readable for rs in rules[f].rulesets])
     owners = {(b.container_ip, b.container_port): b.container for b in state.bindings}
     indexed = {f: [IndexedRuleset(rs) for rs in rules[f].rulesets] for f in readable}
     shared = exp.jumps + exp.bridge_rules
     probes = Probes(host_addrs, env)
+    spaces = client_spaces(state, host_addrs, clients)
     ports = []
     for b, own in zip(state.bindings, exp.per_binding, strict=True):
         fam_ok = b.family in readable
         fwd = rules[b.family].forwarding if fam_ok else None
-        client = clients.get(b.family, REMOTE)
-        v = judge(b, state.daemon, indexed.get(b.family), env, probes(b), owners, client, fwd)
+        gone = missing(b, own, shared)
+        rs = indexed.get(b.family)
+        v = judge(b, state.daemon, rs, env, probes(b), owners, spaces[b.family], fwd, bool(gone))
         if b.family in nft_unread and b.design in RULED:
             why = f"nftables firewall backend: {nft_unread[b.family]}"
             v = Verdict("unknown", "nft_unreadable", why)
-        ports.append(PortReport(b, with_missing(v, b, own, shared), own))
+        ports.append(PortReport(b, with_missing(v, gone), own))
     return tuple(ports)
 
 

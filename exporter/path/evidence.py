@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from exporter.docker.model import DESIGN_DNAT, DESIGN_ROUTED, Binding, DockerState
 from exporter.expect import layouts
 from exporter.expect.model import Expected
+from exporter.path.owner import DOCKER
 from exporter.path.verdict import Verdict
 from exporter.rules.family import FamilyRules
 from exporter.rules.lazysave import derived
@@ -81,15 +82,19 @@ def expectations(
     return Expectations(tuple(jumps), tuple(bridge_rules), per_binding)
 
 
-def with_missing(v: Verdict, b: Binding, own: tuple[Evidence, ...], shared) -> Verdict:
-    """A verdict other than ok names the first expected rule the kernel lacks for this binding."""
-    if v.state == "ok":
-        return v
-    relevant = [e for e in own if not e.present] + [
+def missing(b: Binding, own: tuple[Evidence, ...], shared) -> list[Evidence]:
+    """The rules Docker's layout expects for `b` (its own, its bridge's, the jumps) not there."""
+    return [e for e in own if not e.present] + [
         e
         for e in shared
         if not e.present and e.expected.family == b.family and e.expected.bridge in ("", b.bridge)
     ]
-    if not relevant:
+
+
+def with_missing(v: Verdict, gone: list[Evidence]) -> Verdict:
+    """A verdict other than ok names the first expected rule the kernel lacks for this binding;
+    a port that fails while one is missing is Docker's breakage, whoever's rule dropped it."""
+    if v.state == "ok" or not gone:
         return v
-    return replace(v, reason=f"{v.reason}; expected rule missing: {relevant[0].expected.line}")
+    reason = f"{v.reason}; expected rule missing: {gone[0].expected.line}"
+    return replace(v, reason=reason, owner=DOCKER)

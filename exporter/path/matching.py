@@ -8,13 +8,15 @@ follows both outcomes and reports `unknown` when they differ.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
+from exporter.path.sources import Sources, split, split_text
 from exporter.rules.model import Cond, Rule
 from exporter.rules.normalize import norm_proto
 
 YES, NO, MAYBE = 1, 0, 2
+SPLIT = 3  # rule_match: the rule matches a part of the client's source addresses (a Sources)
 # Symbolic addresses: a remote client whose address lies in no prefix the rules name (except
 # /0), and "some local address of the host" when the binding is a wildcard and none is known.
 REMOTE, LOCAL = "<remote>", "<local>"
@@ -27,10 +29,13 @@ UNDECIDABLE = {"limit", "hashlimit", "recent", "connlimit", "statistic", "owner"
 
 @dataclass(frozen=True, slots=True)
 class Packet:
+    """A modelled packet. The client's address (`src`, or `dst` of a reply) may be a `Sources`:
+    every address of a class of clients, which source tests split (see path.sources)."""
+
     family: str
     proto: str
-    src: str
-    dst: str
+    src: str | Sources
+    dst: str | Sources
     sport: int | None  # None: unknown (a client's ephemeral port)
     dport: int | None
     iif: str | None  # None: an external interface whose name is not known
@@ -49,7 +54,26 @@ class Packet:
 @dataclass(frozen=True, slots=True)
 class Env:
     bridges: frozenset[str]
-    sets: dict[str, tuple]  # ipset name → tuple of ip_network, for sets Docker owns
+    # ipset names, and nft named sets as `nft:<family> <table>/<set>` → their addresses; a set
+    # that is not here (not read, or not of addresses) makes its matches undecidable
+    sets: dict[str, Sources]
+    user_chains: frozenset[tuple[str, str, str]] = frozenset()  # (backend, table, chain)
+    # the outcomes of hooks for packets of client classes (walk.Walker.hook), per analysis
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+def client_of(p: Packet) -> Sources | None:
+    """The client's addresses when the packet carries a class of them."""
+    if type(p.src) is Sources:
+        return p.src
+    return p.dst if type(p.dst) is Sources else None
+
+
+def narrow(p: Packet, part: Sources) -> Packet:
+    """`p` from the addresses `part` of its client class only."""
+    if type(p.src) is Sources:
+        return replace(p, src=part)
+    return replace(p, dst=part) if type(p.dst) is Sources else p
 
 
 @lru_cache(maxsize=65536)
@@ -75,6 +99,25 @@ def addr_match(addr: str, prefix: str) -> int:
         return YES if ipaddress.ip_address(addr) in net else NO
     except ValueError:
         return MAYBE
+
+
+def addr_test(addr, prefix: str) -> int | Sources:
+    """addr_match, for a class of addresses too (YES, NO, MAYBE or the part inside)."""
+    if type(addr) is Sources:
+        r = split_text(addr, prefix)
+        return MAYBE if r is None else r
+    return addr_match(addr, prefix)
+
+
+def set_test(addr, members: Sources) -> int | Sources:
+    if type(addr) is Sources:
+        return split(addr, members) if addr.version == members.version else NO
+    if addr == REMOTE:
+        return YES if members == Sources.everything(members.version) else NO
+    if addr == LOCAL:
+        return MAYBE if members else NO
+    inside = members.contains(addr)
+    return MAYBE if inside is None else (YES if inside else NO)
 
 
 def iface_match(name: str | None, pattern: str, env: Env) -> int:
@@ -109,13 +152,14 @@ def port_in(port: int | None, spec: str) -> int:
     return MAYBE if overlap else NO
 
 
-def cond_match(c: Cond, p: Packet, env: Env) -> int:
+def cond_match(c: Cond, p: Packet, env: Env) -> int | Sources:
+    """YES/NO/MAYBE, or for a source test on a client class, the part of it that passes."""
     o = c.option
     if o == "-p":
         want = norm_proto(c.values[0])
         return YES if want in ("all", "0") or want == p.proto else NO
     if o == "-s" or o == "-d":
-        return addr_match(p.src if o == "-s" else p.dst, c.values[0])
+        return addr_test(p.src if o == "-s" else p.dst, c.values[0])
     if o == "-i" or o == "-o":
         return iface_match(p.iif if o == "-i" else p.oif, c.values[0], env)
     if o == "-f":
@@ -173,9 +217,9 @@ def _conntrack(c: Cond, p: Packet, env: Env) -> int:
     if o in ("--ctstate", "--state") and v:
         return YES if p.ctstate in v.upper().split(",") else NO
     if o == "--ctorigdst" and v:
-        return addr_match(p.orig_dst or (p.src if p.reply else p.dst), v)
+        return addr_test(p.orig_dst or (p.src if p.reply else p.dst), v)
     if o == "--ctorigsrc" and v:
-        return addr_match(p.dst if p.reply else p.src, v)
+        return addr_test(p.dst if p.reply else p.src, v)
     if o == "--ctorigdstport" and v:
         return port_in(p.orig_dport or (p.sport if p.reply else p.dport), v)
     if o == "--ctorigsrcport" and v:
@@ -187,12 +231,21 @@ def _conntrack(c: Cond, p: Packet, env: Env) -> int:
     return MAYBE
 
 
-def _set(c: Cond, p: Packet, env: Env) -> int:
+SET_NO_EFFECT = {"--update-counters", "--update-subcounters"}
+
+
+def _set(c: Cond, p: Packet, env: Env):
+    if c.option in SET_NO_EFFECT:
+        return YES
     if c.option != "--match-set" or len(c.values) < 2 or c.values[0] not in env.sets:
         return MAYBE
-    addr = p.src if c.values[1].split(",")[0] == "src" else p.dst
-    results = {addr_match(addr, str(net)) for net in env.sets[c.values[0]]}
-    return YES if YES in results else (MAYBE if MAYBE in results else NO)
+    return set_test(p.src if c.values[1].split(",")[0] == "src" else p.dst, env.sets[c.values[0]])
+
+
+def _iprange(c: Cond, p: Packet, env: Env):
+    if c.option not in ("--src-range", "--dst-range") or not c.values:
+        return MAYBE
+    return addr_test(p.src if c.option == "--src-range" else p.dst, c.values[0])
 
 
 def _mark(c: Cond, p: Packet, env: Env) -> int:
@@ -216,22 +269,32 @@ _MODULES = {
     "conntrack": _conntrack,
     "state": _conntrack,
     "set": _set,
+    "iprange": _iprange,
     "mark": _mark,
     "pkttype": _pkttype,
 }
 
 
-def rule_match(rule: Rule, p: Packet, env: Env) -> tuple[int, str]:
-    """YES/NO/MAYBE for the whole rule, and for MAYBE the condition that could not be decided."""
-    result, why = YES, ""
+def rule_match(rule: Rule, p: Packet, env: Env) -> tuple[int, str | Sources]:
+    """YES/NO/MAYBE for the whole rule, and for MAYBE the condition that could not be decided;
+    or SPLIT and the part of the packet's client class the rule's source tests let through."""
+    result, why, inside = YES, "", None
     for c in rule.conds:
         r = cond_match(c, p, env)
+        if type(r) is Sources:  # the class is split: keep the part the rule matches
+            part = client_of(p) - r if c.negated else r
+            inside = part if inside is None else inside & part
+            if not inside:
+                return NO, ""
+            continue
         if c.negated and r != MAYBE:
             r = YES if r == NO else NO
         if r == NO:
             return NO, ""
         if r == MAYBE and result == YES:
             result, why = MAYBE, _describe(c)
+    if inside is not None and inside != client_of(p):
+        return SPLIT, inside
     return result, why
 
 

@@ -6,17 +6,34 @@ import ipaddress
 
 from exporter.docker.model import Binding, DockerState
 from exporter.path.matching import Env
+from exporter.path.owner import user_chains
+from exporter.path.sources import Sources, client_space
 from exporter.path.verdict import Probe
 
 
-def network_env(state: DockerState) -> Env:
-    """Docker's bridges, and the ipsets Docker 28.0 matches external bridges with."""
+def network_env(state: DockerState, rulesets=()) -> Env:
+    """Docker's bridges, the ipsets Docker 28.0 matches external bridges with, and the chains
+    DOCKER-USER reaches in `rulesets` (path.owner)."""
     ext = [n for n in state.networks if n.bridge and not n.internal]
     sets = {
-        "docker-ext-bridges-v4": tuple(ipaddress.ip_network(s) for n in ext for s in n.subnets4),
-        "docker-ext-bridges-v6": tuple(ipaddress.ip_network(s) for n in ext for s in n.subnets6),
+        "docker-ext-bridges-v4": Sources.union_of(4, [s for n in ext for s in n.subnets4]),
+        "docker-ext-bridges-v6": Sources.union_of(6, [s for n in ext for s in n.subnets6]),
     }
-    return Env(frozenset(n.bridge for n in state.networks if n.bridge), sets)
+    bridges = frozenset(n.bridge for n in state.networks if n.bridge)
+    sets = {k: v for k, v in sets.items() if v is not None}
+    return Env(bridges, sets, user_chains(rulesets))
+
+
+def client_spaces(state: DockerState, host_addrs, clients: dict[str, str]) -> dict:
+    """Per family, the addresses modelled clients may have: the one address given with
+    --probe.client-*, or every remote address (not the host's own, not Docker's subnets)."""
+    local = [a for _, a in host_addrs or ()]
+    local += [s for n in state.networks for s in (*n.subnets4, *n.subnets6)]
+    out = {}
+    for family in ("ipv4", "ipv6"):
+        given = Sources.parse(clients[family]) if clients.get(family) else None
+        out[family] = given or client_space(family, local)
+    return out
 
 
 class Probes:

@@ -16,13 +16,15 @@ from exporter.docker.model import (
     Binding,
     Daemon,
 )
+from exporter.path.classes import REACH, SEVERITY, SourceClass, exposure_of, summarise
 from exporter.path.codes import policy_drop
 from exporter.path.matching import LOCAL, REMOTE, Env, Packet
-from exporter.path.walk import IndexedRuleset, Outcome, Walker
+from exporter.path.owner import DOCKER, HOST
+from exporter.path.sources import Sources, client_space, describe
+from exporter.path.walk import Fork, IndexedRuleset, Outcome, Walker
 
 STATES = ("ok", "proxied", "misrouted", "dropped", "unreachable", "unknown")
-# Worst first: a port broken for one of the host's addresses is broken.
-SEVERITY = {"misrouted": 0, "dropped": 1, "unreachable": 2, "unknown": 3, "proxied": 4, "ok": 5}
+MAX_CLASSES = 1024  # source classes walked per binding and host address (a bound, not a goal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,10 @@ class Verdict:
     code: str  # stable, in exporter.path.codes.CODES: the metric's reason label
     reason: str  # free text naming the deciding rule and its position: check, status page
     rule: str = ""  # the deciding rule as the kernel lists it, with its position
+    owner: str = ""  # whose rule decided a state other than ok/proxied (path.owner)
+    classes: tuple[SourceClass, ...] = ()  # what each class of remote sources gets
+    exposure: str = ""  # public | restricted | local | unknown (path.classes)
+    allowed: str = ""  # the remote sources that reach the port (path.sources.describe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +57,7 @@ def _stopped(o: Outcome, what: str, chain: str, reply: bool = False) -> Verdict 
     text = o.rule.text if o.rule else ""
     if o.verdict in ("DROP", "REJECT"):
         code = "reply_dropped" if reply else "dropped_by_rule" if o.rule else policy_drop(chain)
-        return Verdict("dropped", code, f"{what} dropped by {_rule_desc(o)}", text)
+        return Verdict("dropped", code, f"{what} dropped by {_rule_desc(o)}", text, o.owner)
     if o.verdict == "UNKNOWN":
         return _unknown(o)
     return None
@@ -60,7 +66,7 @@ def _stopped(o: Outcome, what: str, chain: str, reply: bool = False) -> Verdict 
 def _unknown(o: Outcome) -> Verdict:
     # The walker names a rule for every undecidable case; only an unreadable table has none.
     code = "undecidable_rule" if o.rule else "rules_unreadable"
-    return Verdict("unknown", code, o.why, o.rule.text if o.rule else "")
+    return Verdict("unknown", code, o.why, o.rule.text if o.rule else "", o.owner)
 
 
 def judge(
@@ -70,24 +76,68 @@ def judge(
     env: Env,
     probes: list[Probe],
     owners: dict[tuple[str, int], str],
-    client: str = REMOTE,
+    client: str | Sources = REMOTE,
     forwarding: bool | None = True,
+    missing: bool = False,
 ) -> Verdict:
     """The state of one binding. `rulesets` is None when the family's rules could not be read;
-    `owners` maps (container address, port) to the container that serves it."""
+    `owners` maps (container address, port) to the container that serves it; `client` is the
+    modelled clients' addresses (a Sources, one address, or REMOTE: every remote address);
+    `missing`: a rule Docker's layout expects for it is missing, so what falls through to a
+    chain policy falls through because of Docker's rules."""
     if b.design == DESIGN_BLIND:
-        return Verdict("unknown", b.design_code, b.why)
+        return Verdict("unknown", b.design_code, b.why, exposure="unknown")
     if b.design == DESIGN_NONE and not (b.loopback and rulesets is None):
-        return Verdict("ok", b.design_code, b.why)
+        return Verdict("ok", b.design_code, b.why, exposure="local", allowed="none")
     if rulesets is None:  # a loopback binding too: since 28 its protection is a raw DROP rule
-        return Verdict("unknown", "rules_unreadable", f"{b.family} rules could not be read")
-    ctx = (daemon, rulesets, env, owners, client, forwarding)
-    verdicts = [_path(b, pr, *ctx) for pr in probes]
-    worst = min(verdicts, key=lambda v: SEVERITY[v.state])
+        why = f"{b.family} rules could not be read"
+        return Verdict("unknown", "rules_unreadable", why, exposure="unknown")
+    space = _space(client, b.family)
+    ctx = (daemon, rulesets, env, owners, forwarding, missing)
+    verdicts = [_classified(b, pr, space, ctx) for pr in probes]
+    # Worst first: a port broken for one of the host's addresses is broken.
+    i = min(range(len(verdicts)), key=lambda k: SEVERITY[verdicts[k].state])
+    worst = verdicts[i]
+    if len(probes) > 1:  # reached through any of the host's addresses is reached
+        allowed = Sources(space.version)
+        for c in (c for v in verdicts for c in v.classes if c.state in REACH):
+            allowed = allowed | c.sources
+        unknown = any(v.exposure == "unknown" for v in verdicts)
+        exposure = exposure_of(allowed, space, unknown)
+        worst = replace(worst, exposure=exposure, allowed=describe(allowed, space))
     if len(probes) > 1 and any(v.state != worst.state for v in verdicts):
-        i = verdicts.index(worst)
         return replace(worst, reason=f"via {probes[i].dst}: {worst.reason}")
     return worst
+
+
+def _space(client: str | Sources, family: str) -> Sources:
+    if isinstance(client, Sources):
+        return client
+    one = Sources.parse(client) if client != REMOTE else None
+    return one if one is not None else client_space(family)
+
+
+def _classified(b: Binding, pr: Probe, space: Sources, ctx) -> Verdict:
+    """Walk the path once per class of sources the rules on it tell apart: a walk that meets a
+    hook whose outcome differs inside its class is repeated for each part (walk.Fork)."""
+    daemon, rulesets, env, owners, forwarding, missing = ctx
+    todo, done = [space], []
+    while todo:
+        part = todo.pop()
+        if len(done) + len(todo) >= MAX_CLASSES:
+            why = f"more than {MAX_CLASSES} classes of source addresses"
+            v = Verdict("unknown", "undecidable_rule", why)
+        else:
+            try:
+                v = _path(b, pr, daemon, rulesets, env, owners, part, forwarding)
+            except Fork as fork:
+                todo.extend(fork.parts)
+                continue
+        owner = DOCKER if missing and v.state == "dropped" and not v.rule else v.owner
+        done.append(SourceClass(part, v.state, v.code, v.reason, v.rule, owner))
+    done.sort(key=lambda c: c.sources.spans[0] if c.sources.spans else (0, 0))
+    s = summarise(done, space)
+    return Verdict(s.state, s.code, s.reason, s.rule, s.owner, tuple(done), s.exposure, s.allowed)
 
 
 def _through(w: Walker, rulesets, hooks, pkt: Packet, what: str):
@@ -128,7 +178,7 @@ def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding) -> Ve
         return _unknown(nat)
     if nat.verdict == "REDIRECT":
         why = f"{_rule_desc(nat)} redirects it to a local port"
-        return Verdict("misrouted", "redirected", why, nat.rule.text)
+        return Verdict("misrouted", "redirected", why, nat.rule.text, nat.owner)
     if nat.verdict == "DNAT":
         addr, port = nat.to[0], nat.to[1] if nat.to[1] is not None else pkt.dport
         if (addr, port) != (b.container_ip, b.container_port):
@@ -136,7 +186,7 @@ def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding) -> Ve
             whose = f" (container {owner})" if owner else " (no container has it)"
             dest = f"{addr}:{port}{whose} instead of {b.container_ip}:{b.container_port}"
             why = f"{_rule_desc(nat)} sends it to {dest}"
-            return Verdict("misrouted", "shadowed_by_dnat", why, nat.rule.text)
+            return Verdict("misrouted", "shadowed_by_dnat", why, nat.rule.text, nat.owner)
         return _forward(b, rulesets, w, pkt, nat, forwarding)
     if routed:
         return _forward(b, rulesets, w, pkt, None, forwarding)
@@ -147,7 +197,7 @@ def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat, forwarding) -> V
     if forwarding is False:
         knob = "net.ipv6.conf.all.forwarding" if b.family == "ipv6" else "net.ipv4.ip_forward"
         why = f"after translation the connection is not forwarded: {knob}=0"
-        return Verdict("dropped", "ip_forward_off", why)
+        return Verdict("dropped", "ip_forward_off", why, owner=HOST)
     fwd = replace(
         pkt,
         dst=b.container_ip,
@@ -197,9 +247,9 @@ def _local(b: Binding, daemon: Daemon, rulesets, w: Walker, pkt: Packet) -> Verd
         return stop
     serves, how = proxy_serves(b, daemon)
     if serves is None:
-        return Verdict("unknown", "proxy_unknown", f"no DNAT applies and {how}")
+        return Verdict("unknown", "proxy_unknown", f"no DNAT applies and {how}", owner=DOCKER)
     if not serves:
-        return Verdict("unreachable", "no_proxy", f"no DNAT applies and {how}")
+        return Verdict("unreachable", "no_proxy", f"no DNAT applies and {how}", owner=DOCKER)
     if b.design == DESIGN_PROXY:
         return Verdict("ok", "proxy_by_design", f"{b.why}; {how}")
     why = f"no DNAT applies; {how}: it works but the container sees the host"
@@ -223,4 +273,4 @@ def proxy_serves(b: Binding, daemon: Daemon) -> tuple[bool | None, str]:
     return False, "the userland proxy is off (dockerd holds the port: connects, then silence)"
 
 
-__all__ = ["DESIGN_PROXY", "STATES", "Probe", "Verdict", "judge", "proxy_serves"]
+__all__ = ["DESIGN_PROXY", "SEVERITY", "STATES", "Probe", "Verdict", "judge", "proxy_serves"]

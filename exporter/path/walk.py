@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from exporter.path.matching import LOCAL, MAYBE, NO, Env, Packet, rule_match
+from exporter.path.matching import (
+    LOCAL,
+    MAYBE,
+    NO,
+    SPLIT,
+    Env,
+    Packet,
+    client_of,
+    narrow,
+    rule_match,
+)
+from exporter.path.owner import policy_owner, rule_owner
+from exporter.path.sources import Sources
 from exporter.rules.lazysave import derived
 from exporter.rules.model import Rule, Ruleset
 from exporter.rules.normalize import norm_addr, norm_proto, split_endpoint
@@ -22,13 +34,50 @@ MAX_DEPTH, MAX_BRANCHES = 64, 32
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    verdict: str  # ACCEPT DROP REJECT RETURN DNAT REDIRECT NAT UNKNOWN
+    verdict: str  # ACCEPT DROP REJECT RETURN DNAT REDIRECT NAT UNKNOWN, or SPLIT (see parts)
     rule: Rule | None = None
     to: tuple[str, int | None] | None = None
     why: str = ""
+    # SPLIT: the outcome for each part of the packet's client class, ((Sources, Outcome), ...)
+    parts: tuple = ()
+    owner: str = ""  # who set a deciding chain policy (path.owner), "" when a rule decides
 
     def same(self, other: Outcome) -> bool:
-        return self.verdict == other.verdict and self.to == other.to
+        return self.verdict == other.verdict and self.to == other.to and self.parts == other.parts
+
+
+class Fork(Exception):
+    """A hook's outcome differs between parts of the client class: judge walks each part."""
+
+    def __init__(self, parts: tuple[Sources, ...]) -> None:
+        super().__init__(f"{len(parts)} source classes")
+        self.parts = parts
+
+
+STOPS = ("DROP", "REJECT", "UNKNOWN")
+
+
+def combine(parts) -> Outcome:
+    """One outcome from per-part outcomes: nested splits flattened, parts that continue the
+    same way merged (so the walk after them runs once), stops kept apart per deciding rule."""
+    merged: dict[tuple, tuple[Sources, Outcome]] = {}
+    for s, o in parts:
+        for ps, po in o.parts if o.verdict == "SPLIT" else ((s, o),):
+            key = (po.verdict, po.to) + ((po.rule, po.why) if po.verdict in STOPS else ())
+            if key in merged:
+                merged[key] = (merged[key][0] | ps, merged[key][1])
+            else:
+                merged[key] = (ps, po)
+    if len(merged) == 1:
+        return next(iter(merged.values()))[1]
+    return Outcome("SPLIT", parts=tuple(merged.values()))
+
+
+def restrict(o: Outcome, part: Sources) -> Outcome:
+    """`o` for the addresses `part` only."""
+    if o.verdict != "SPLIT":
+        return o
+    return combine(tuple((s & part, po) for s, po in o.parts if s & part))
 
 
 class IndexedChain:
@@ -65,7 +114,10 @@ class IndexedChain:
 
     def _candidates(self, p: Packet) -> tuple[Rule, ...]:
         extra: list[int] = []
-        _pick(extra, self.by_dst, None if p.dst == LOCAL else p.dst)  # LOCAL: any of them
+        if type(p.dst) is Sources:  # a reply to a class of clients: those inside it
+            extra.extend(i for k, v in self.by_dst.items() if p.dst.contains(k) for i in v)
+        else:
+            _pick(extra, self.by_dst, None if p.dst == LOCAL else p.dst)  # LOCAL: any of them
         if p.dport is None:
             extra.extend(i for k, v in self.by_port.items() if k[0] == p.proto for i in v)
         else:
@@ -146,9 +198,32 @@ class Walker:
 
     def hook(self, rulesets: list[IndexedRuleset], table: str, chain: str, p: Packet) -> Outcome:
         """Traverse `table`/`chain` in every backend. DROP/REJECT/UNKNOWN anywhere ends the walk;
-        the first DNAT wins, and two backends translating differently is UNKNOWN."""
-        result = Outcome("ACCEPT")
-        for irs in rulesets:
+        the first DNAT wins, and two backends translating differently is UNKNOWN. When the
+        outcome differs between parts of the packet's client class, raises Fork."""
+        whole = client_of(p)
+        if whole is None:
+            return self.owned(self._hook(rulesets, 0, table, chain, p, Outcome("ACCEPT")))
+        # A hook's outcome depends on the packet alone: kept (per analysis, in env.memo) for
+        # the walks of the parts a Fork makes, and of other bindings sending the same packet.
+        key = (table, chain, _blank(p))
+        seen = self.env.memo.setdefault(key, [])
+        o = next((restrict(o, whole) for s, o in seen if not whole - s), None)
+        if o is None:
+            o = self._hook(rulesets, 0, table, chain, p, Outcome("ACCEPT"))
+            seen.append((whole, o))
+        if o.verdict == "SPLIT":
+            raise Fork(tuple(s for s, _ in o.parts))
+        return self.owned(o)
+
+    def owned(self, o: Outcome) -> Outcome:
+        """`o` with the owner of its deciding rule (path.owner)."""
+        if o.rule is None or o.owner:
+            return o
+        return replace(o, owner=rule_owner(o.rule, self.env.user_chains, self.env.bridges))
+
+    def _hook(self, rulesets, start: int, table: str, chain: str, p: Packet, result: Outcome):
+        for k in range(start, len(rulesets)):
+            irs = rulesets[k]
             bad = irs.unreadable.get(table) or irs.unreadable.get("")
             if bad:
                 return Outcome("UNKNOWN", why=f"{irs.rs.backend} {table} table unreadable: {bad}")
@@ -156,22 +231,37 @@ class Walker:
             if ch is None:
                 continue
             o = self.run(irs, table, ch.candidates(p), 0, p, 0)
-            if o.verdict == "RETURN":
-                policy = irs.rs.tables[table].chains[chain].policy
-                why = f"{table}/{chain} policy {policy} ({irs.rs.backend})"
-                o = Outcome("DROP", why=why) if policy == "DROP" else Outcome("ACCEPT", why=why)
-            if o.verdict in ("DROP", "REJECT", "UNKNOWN"):
-                return o
-            if o.verdict in ("DNAT", "REDIRECT"):
-                if result.verdict in ("DNAT", "REDIRECT") and not result.same(o):
-                    why = f"{result.rule.ref} and {o.rule.ref} translate differently (2 backends)"
-                    return Outcome("UNKNOWN", o.rule, why=why)
-                result = o
-            elif result.verdict == "ACCEPT" and result.rule is None and o.rule is not None:
-                result = o  # name a rule that accepted rather than another backend's policy
-            elif result.verdict == "ACCEPT" and result.rule is None and not result.why:
-                result = o
+            if o.verdict == "SPLIT":  # each part goes on through the other backends alone
+                out = []
+                for s, po in o.parts:
+                    stop, res = self._settle(irs, table, chain, po, result)
+                    rest = stop or self._hook(rulesets, k + 1, table, chain, narrow(p, s), res)
+                    out.append((s, rest))
+                return combine(out)
+            stop, result = self._settle(irs, table, chain, o, result)
+            if stop:
+                return stop
         return result
+
+    def _settle(self, irs, table: str, chain: str, o: Outcome, result: Outcome):
+        """One backend's outcome at a hook: (a stop, None) or (None, the hook's result so far)."""
+        if o.verdict == "RETURN":
+            policy = irs.rs.tables[table].chains[chain].policy
+            why = f"{table}/{chain} policy {policy} ({irs.rs.backend})"
+            verdict = "DROP" if policy == "DROP" else "ACCEPT"
+            o = Outcome(verdict, why=why, owner=policy_owner(irs.rs))
+        if o.verdict in STOPS:
+            return o, None
+        if o.verdict in ("DNAT", "REDIRECT"):
+            if result.verdict in ("DNAT", "REDIRECT") and not result.same(o):
+                why = f"{result.rule.ref} and {o.rule.ref} translate differently (2 backends)"
+                return Outcome("UNKNOWN", o.rule, why=why), None
+            return None, o
+        if result.verdict == "ACCEPT" and result.rule is None and o.rule is not None:
+            return None, o  # name a rule that accepted rather than another backend's policy
+        if result.verdict == "ACCEPT" and result.rule is None and not result.why:
+            return None, o
+        return None, result
 
     def run(self, irs, table: str, rules, i: int, p: Packet, depth: int) -> Outcome:
         while i < len(rules):
@@ -180,7 +270,14 @@ class Walker:
             m, why = rule_match(r, p, self.env)
             if m == NO:
                 continue
+            if m == SPLIT:  # the rule matches a part of the client class: walk both parts on
+                whole = client_of(p)
+                inside = self.run(irs, table, rules, i - 1, narrow(p, why), depth)
+                outside = self.run(irs, table, rules, i, narrow(p, whole - why), depth)
+                return combine(((why, inside), (whole - why, outside)))
             res, p2 = self.apply(irs, table, r, p, depth)
+            if res is not None and res.verdict == "SPLIT" and not r.goto:
+                res = self._resume(irs, table, rules, i, p2, depth, res)
             if m == MAYBE:
                 if res is None and p2 == p:
                     continue
@@ -196,6 +293,16 @@ class Walker:
                 return res
             p = p2
         return Outcome("RETURN")
+
+    def _resume(self, irs, table: str, rules, i: int, p: Packet, depth: int, res: Outcome):
+        """After a jump whose chain returned for some parts of the client class: those parts
+        (merged: one walk) carry on after the jump; the others have their outcome."""
+        out = []
+        for s, o in res.parts:
+            if o.verdict == "RETURN":
+                o = self.run(irs, table, rules, i, narrow(p, s), depth)
+            out.append((s, o))
+        return combine(out)
 
     def apply(self, irs, table: str, r: Rule, p: Packet, depth: int):
         t = r.target
@@ -229,6 +336,13 @@ class Walker:
         if o.verdict == "RETURN" and not r.goto:
             return None, p
         return o, p
+
+
+def _blank(p: Packet) -> Packet:
+    """`p` without its client class (the memo key of a hook's outcome)."""
+    if type(p.src) is Sources:
+        return replace(p, src="<class>")
+    return replace(p, dst="<class>")
 
 
 def _set_mark(mark: int | None, spec: str | None) -> int | None:

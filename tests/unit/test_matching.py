@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import replace
 
 import pytest
@@ -20,12 +19,13 @@ from exporter.path.matching import (
     port_in,
     rule_match,
 )
+from exporter.path.sources import Sources
 from exporter.rules.iptsave import parse_rule_tokens
 from exporter.rules.model import Rule
 
 ENV = Env(
     frozenset({"docker0", "br-0123456789ab"}),
-    {"docker-ext-bridges-v4": (ipaddress.ip_network("172.17.0.0/16"),)},
+    {"docker-ext-bridges-v4": Sources.parse("172.17.0.0/16")},
 )
 # a remote client's SYN to host port 8080, after DNAT to 172.17.0.2:80, in FORWARD
 PKT = Packet(

@@ -272,9 +272,10 @@ CASES = [
         clients={"ipv4": "10.1.2.3"},
     ),
     case(
-        "! -s allowed network, generic client",
+        "! -s allowed network, every client: the replies of the allowed ones are dropped",
         user("! -s 10.0.0.0/8 -j DROP"),
         "dropped",
+        "no remote source reaches it",
         "filter/DOCKER-USER #1",
     ),
     case(
@@ -292,9 +293,11 @@ CASES = [
         clients={"ipv4": "10.1.2.3"},
     ),
     case(
-        "-i ext ! -s allowed network, generic client",
+        "-i ext ! -s allowed network, every client: works as configured",
         user("-i eth0 ! -s 10.0.0.0/8 -j DROP"),
-        "dropped",
+        "ok",
+        DNAT_BY,
+        "only from 10.0.0.0/8: other sources after translation the connection is dropped by "
         "filter/DOCKER-USER #1",
     ),
     case("-i client interface", user("-i eth0 -j DROP"), "dropped", "filter/DOCKER-USER #1"),
@@ -672,7 +675,8 @@ def test_bridge_and_loopback_addresses_are_not_probed():
     [
         ("-s 203.0.113.0/24 -j DROP", None, "ok"),
         ("-s 203.0.113.0/24 -j DROP", "203.0.113.5", "dropped"),
-        ("-i eth0 ! -s 203.0.113.0/24 -j DROP", None, "dropped"),
+        ("-i eth0 ! -s 203.0.113.0/24 -j DROP", None, "ok"),  # policy: 203.0.113.0/24 reach it
+        ("-i eth0 ! -s 203.0.113.0/24 -j DROP", "198.51.100.7", "dropped"),
         ("-i eth0 ! -s 203.0.113.0/24 -j DROP", "203.0.113.5", "ok"),
         ("-s 203.0.113.0/24 -j DROP", "198.51.100.7", "ok"),
     ],
