@@ -55,10 +55,10 @@ COMMON = (
     Flag(
         "probe.client-ipv4",
         "",
-        "model remote clients with this IPv4 address (default: an "
-        "address in no prefix the rules name)",
+        "model only remote clients with this IPv4 address (default: every remote "
+        "address, in the classes the rules tell apart)",
     ),
-    Flag("probe.client-ipv6", "", "model remote clients with this IPv6 address"),
+    Flag("probe.client-ipv6", "", "model only remote clients with this IPv6 address"),
     Flag("log.level", "info", "log level", ("debug", "info", "warn", "error")),
     Flag("log.format", "logfmt", "log format", ("logfmt", "json")),
 )
