@@ -1,7 +1,8 @@
 """Typed configuration: Prometheus-style dotted flags, each also read from the environment.
 
 Defaults first, then the environment (`DOCKER_NAT_EXPORTER_WEB_LISTEN_ADDRESS` for
-`--web.listen-address`), then the command line; validated once, with messages that name the flag.
+`--web.listen-address`; for `--docker.host`, Docker's own `DOCKER_HOST` when ours is unset), then
+the command line; validated once, with messages that name the flag.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Flag:
     help: str
     choices: tuple[str, ...] = ()
     boolean: bool = False
+    fallback_env: str = ""  # a conventional variable read when ours is unset (DOCKER_HOST)
 
     @property
     def env(self) -> str:
@@ -33,7 +35,12 @@ class Flag:
 
 
 COMMON = (
-    Flag("docker.host", "unix:///var/run/docker.sock", "Docker Engine API address"),
+    Flag(
+        "docker.host",
+        "unix:///var/run/docker.sock",
+        "Docker Engine API address",
+        fallback_env="DOCKER_HOST",
+    ),
     Flag("docker.timeout", "10s", "timeout of each Docker API call"),
     Flag(
         "iptables.reader",
@@ -111,7 +118,10 @@ def parse_bool(text: str, flag: str) -> bool:
 
 def parse_docker_host(text: str) -> str:
     if not re.match(r"^(unix|tcp|ssh|http|https)://", text):
-        raise ConfigError(f"--docker.host: {text!r} must start with unix://, tcp:// or ssh://")
+        raise ConfigError(
+            f"--docker.host: {text!r} must start with unix://, tcp:// or ssh:// "
+            "(set by the flag, DOCKER_NAT_EXPORTER_DOCKER_HOST or DOCKER_HOST)"
+        )
     return text
 
 
@@ -128,5 +138,13 @@ def parse_client(text: str, family: str, flag: str) -> str:
 
 
 def env_defaults(flags, environ=None) -> dict[str, str]:
+    """Each flag's value before the command line: our variable, else the flag's conventional
+    one (an empty DOCKER_HOST counts as unset, as Docker's CLI has it), else the default."""
     environ = os.environ if environ is None else environ
-    return {f.name: environ.get(f.env, f.default) for f in flags}
+
+    def value(f: Flag) -> str:
+        if f.env in environ:
+            return environ[f.env]
+        return (environ.get(f.fallback_env) if f.fallback_env else None) or f.default
+
+    return {f.name: value(f) for f in flags}

@@ -23,12 +23,17 @@ def _add_flags(p: argparse.ArgumentParser, flags) -> None:
     defaults = env_defaults(flags)
     for f in flags:
         extra = f" (one of: {', '.join(f.choices)})" if f.choices else ""
+        env = f"{f.env} or {f.fallback_env}" if f.fallback_env else f.env
+        help_ = f"{f.help}{extra}; env {env}; default {f.default!r}"
+        if f.boolean:
+            # as kingpin: `--x` and `--no-x`; `--x=false` (and the old `--x false`) still work
+            p.add_argument(f"--{f.name}", dest=f.name, default=defaults[f.name], nargs="?",
+                           const="true", metavar="BOOL", help=help_)  # fmt: skip
+            p.add_argument(f"--no-{f.name}", dest=f.name, action="store_const", const="false",
+                           help=f"turn --{f.name} off")  # fmt: skip
+            continue
         p.add_argument(
-            f"--{f.name}",
-            dest=f.name,
-            default=defaults[f.name],
-            metavar="BOOL" if f.boolean else "VALUE",
-            help=f"{f.help}{extra}; env {f.env}; default {f.default!r}",
+            f"--{f.name}", dest=f.name, default=defaults[f.name], metavar="VALUE", help=help_
         )
 
 

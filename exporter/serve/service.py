@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -121,28 +122,44 @@ def run_service(ns, opts: RefreshOptions) -> int:
     for w in cfg.web.warnings:
         log.warning("web config: %s", w)
     app, _, _ = build_app(cfg, opts)
-    log.info(
-        "docker-nat-exporter %s listening on %s:%d%s (docker %s, refresh every %gs)",
-        __version__,
-        cfg.host or "*",
-        cfg.port,
-        " with TLS" if cfg.web.tls else "",
-        opts.docker_host,
-        cfg.interval,
-    )
-    try:
-        web.run_app(
-            app,
-            host=cfg.host or None,
-            port=cfg.port,
-            ssl_context=cfg.web.ssl_context(),
-            print=None,
-            access_log=None,
-            handle_signals=True,
-            # also bounds a client trickling its request headers: aiohttp closes a connection
-            # still waiting for a complete request this long after it opened (or went idle)
-            keepalive_timeout=KEEPALIVE_TIMEOUT,
+
+    def listening(addresses: list) -> None:
+        log.info(
+            "docker-nat-exporter %s listening on %s%s (docker %s, refresh every %gs)",
+            __version__,
+            ", ".join(_address(a) for a in addresses),
+            " with TLS" if cfg.web.tls else "",
+            opts.docker_host,
+            cfg.interval,
         )
+
+    try:
+        asyncio.run(serve(app, cfg, listening))
     except OSError as exc:
         raise ConfigError(f"--web.listen-address: cannot listen: {exc.strerror or exc}") from None
     return 0
+
+
+async def serve(app: web.Application, cfg: ServeConfig, listening) -> None:
+    """Serve `app` until SIGINT or SIGTERM. `listening` gets the bound addresses once the socket
+    is bound and listening, so a port in use never logs "listening on"."""
+    # keepalive_timeout also bounds a client trickling its request headers: aiohttp closes a
+    # connection still waiting for a complete request this long after it opened (or went idle)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, cfg.host or None, cfg.port, ssl_context=cfg.web.ssl_context())
+        await site.start()
+        listening(runner.addresses)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _address(sockname) -> str:
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

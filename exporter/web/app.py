@@ -2,6 +2,8 @@
 
 Scrapes render the latest snapshot in a worker thread and cache the text per snapshot and
 format, so concurrent scrapers share one rendering and never wait for Docker or iptables.
+`/metrics?name[]=docker_nat_port_state&name[]=…` keeps only those series, as client_python and
+node_exporter do (not cached: any names may come).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 
 from exporter import __version__
 from exporter.cli.report import header_lines
@@ -33,21 +36,41 @@ class Renderer:
         self.cache: dict[tuple[str, bool], tuple[object, bytes]] = {}
         self.lock = asyncio.Lock()
 
-    async def render(self, accept: str, gzipped: bool) -> tuple[bytes, str]:
+    async def render(self, accept: str, gzipped: bool, names=()) -> tuple[bytes, str]:
         encoder, content_type = choose_encoder(accept)
+        if names:
+            only = Only(self.registry, frozenset(names))
+            return await asyncio.to_thread(_encode, encoder, only, gzipped), content_type
         snap, key = self.holder.snapshot, (content_type, gzipped)
         cached = self.cache.get(key)
         if cached is None or cached[0] is not snap:
             async with self.lock:
                 cached = self.cache.get(key)
                 if cached is None or cached[0] is not snap:
-                    body = await asyncio.to_thread(self._build, encoder, gzipped)
+                    body = await asyncio.to_thread(_encode, encoder, self.registry, gzipped)
                     cached = self.cache[key] = (snap, body)
         return cached[1], content_type
 
-    def _build(self, encoder, gzipped: bool) -> bytes:
-        body = encoder(self.registry)
-        return gzip.compress(body, 1) if gzipped else body
+
+class Only:
+    """The samples of `registry` named in `names` (a sample's name, as client_python filters:
+    `docker_nat_port_info`, `..._total`), with their families' HELP and TYPE."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self.registry, self.names = registry, names
+
+    def collect(self):
+        for m in self.registry.collect():
+            samples = [x for x in m.samples if x.name in self.names]
+            if samples:
+                kept = Metric(m.name, m.documentation, m.type, m.unit)
+                kept.samples = samples
+                yield kept
+
+
+def _encode(encoder, registry, gzipped: bool) -> bytes:
+    body = encoder(registry)
+    return gzip.compress(body, 1) if gzipped else body
 
 
 def limit_middleware(max_requests: int):
@@ -94,7 +117,9 @@ def make_app(
 
     async def metrics(request: web.Request) -> web.Response:
         gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
-        body, content_type = await renderer.render(request.headers.get("Accept", ""), gzipped)
+        names = request.query.getall("name[]", [])
+        accept = request.headers.get("Accept", "")
+        body, content_type = await renderer.render(accept, gzipped, names)
         headers = {"Content-Type": content_type}
         if gzipped:
             headers["Content-Encoding"] = "gzip"
