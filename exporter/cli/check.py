@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 
-from exporter.cli.report import exit_code, render_table, to_json
+from exporter.cli.report import diagnostic_lines, exit_code, to_json
+from exporter.cli.table import render_table
 from exporter.serve.refresh import RefreshOptions, read_host
 from exporter.serve.snapshot import assess
 from exporter.serve.state import RefreshState
@@ -20,5 +23,17 @@ def run_check(ns, opts: RefreshOptions) -> int:
         if ns.save_docker_state:
             save_state(ns.save_docker_state, readings)
     snap = assess(readings, dict(opts.clients) or None)
-    sys.stdout.write(to_json(snap) if ns.json else render_table(snap))
+    if ns.json:  # errors and notes are in the document
+        sys.stdout.write(to_json(snap))
+        return exit_code(snap)
+    for line in diagnostic_lines(snap):
+        print(line, file=sys.stderr)
+    sys.stdout.write(render_table(snap, table_width()))
     return exit_code(snap)
+
+
+def table_width() -> int | None:
+    """The terminal's width when stdout is one (or COLUMNS says); None for pipes and files."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit():
+        return shutil.get_terminal_size().columns
+    return None

@@ -1,4 +1,6 @@
-"""`check` output: a table for humans, JSON for machines, and the exit code."""
+"""`check` output: header lines and the summary for humans, JSON for machines, the exit code.
+
+The table itself is exporter.cli.table."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import json
 import time
 from dataclasses import asdict
 
+from exporter.path.verdict import SEVERITY
 from exporter.serve.snapshot import Snapshot, backends_mixed
 
 EXIT_OK, EXIT_NOT_OK, EXIT_UNREADABLE = 0, 1, 2
@@ -19,6 +22,12 @@ def exit_code(s: Snapshot) -> int:
 
 
 def header_lines(s: Snapshot) -> list[str]:
+    """Facts and findings, then diagnostics: the status page shows them all."""
+    return fact_lines(s) + diagnostic_lines(s)
+
+
+def fact_lines(s: Snapshot) -> list[str]:
+    """What Docker and the host are, and WARNING findings about them (stdout of `check`)."""
     lines = []
     d = s.daemon
     if d:
@@ -36,10 +45,16 @@ def header_lines(s: Snapshot) -> list[str]:
         lines.append(f"Rules read: {counts}")
     if backends_mixed(s):
         lines.append("WARNING: both the nf_tables and the legacy backend hold rules")
-    for src in s.sources:
-        if not src.up:
-            lines.append(f"ERROR: cannot read {src.name}: {src.error}")
+    return lines
+
+
+def diagnostic_lines(s: Snapshot) -> list[str]:
+    """Sources that failed, parse warnings and notes on host facts (stderr of `check`)."""
+    lines = [f"ERROR: cannot read {x.name}: {x.error}" for x in s.sources if not x.up]
     lines += [f"warning: {w}" for w in s.warnings]
+    ipt = getattr(s.host, "iptables", None)
+    if ipt is not None:
+        lines += [f"note: {e}" for e in (*ipt.errors, *s.host.errors)]
     return lines
 
 
@@ -65,7 +80,6 @@ def _host_lines(s: Snapshot) -> list[str]:
     ]  # fmt: skip
     if times:
         lines.append(", ".join(f"{label} {_when(value)}" for label, value in times))
-    lines += [f"note: {e}" for e in (*ipt.errors, *h.errors)]
     return lines
 
 
@@ -73,34 +87,24 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
-def render_table(s: Snapshot) -> str:
-    out = header_lines(s)
-    if s.daemon is None:
-        return "\n".join(out) + "\n"
-    rows = [("STATE", "CONTAINER", "NETWORK", "PUBLISHED", "TARGET", "REASON")]
-    for p in s.ports:
-        b = p.binding
-        cip = f"[{b.container_ip}]" if ":" in b.container_ip else b.container_ip or "-"
-        target = f"{cip}:{b.container_port}"
-        published = f"{b.host_ip_display}:{b.host_port}/{b.protocol}"
-        rows.append((p.verdict.state, b.container, b.network, published, target, p.verdict.reason))
-    out.append("")
-    if len(rows) == 1:
-        out.append("No published ports.")
+def summary_line(s: Snapshot) -> str:
+    """What is broken, in one line: the first line of `check` and the status page's headline."""
+    if not s.source_up("docker") or s.daemon is None:
+        return "Docker could not be read: no published port was checked"
+    n, bad = len(s.ports), [p.verdict.state for p in s.ports if p.verdict.state != "ok"]
+    if n == 0:
+        text = "No published ports"
+    elif not bad:
+        text = f"All {n} published ports ok" if n > 1 else "The published port is ok"
     else:
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[5]
-                for r in rows]  # fmt: skip
-    missing = [j for j in s.jumps if not j.present]
-    out.append("")
-    out.append(f"Jumps: {len(s.jumps) - len(missing)}/{len(s.jumps)} present")
-    out += [f"  MISSING {j.expected.family}: {j.expected.line}" for j in missing]
-    out += [
-        f"  missing {e.expected.family}: {e.expected.line}" for e in s.bridge_rules if not e.present
-    ]
-    out.append(f"Stale rules: {len(s.stale)}")
-    out += [f"  {r.family} {r.backend} {r.ref}: {r.text}" for r in s.stale]
-    return "\n".join(out) + "\n"
+        by = ", ".join(f"{bad.count(st)} {st}" for st in sorted(set(bad), key=SEVERITY.get))
+        text = f"{len(bad)} of {n} published ports not ok ({by})"
+    missing = sum(not j.present for j in s.jumps)
+    if missing:
+        text += f"; {missing} of Docker's jumps missing"
+    if s.stale:
+        text += f"; {len(s.stale)} stale rule{'s' if len(s.stale) > 1 else ''}"
+    return text
 
 
 def to_json(s: Snapshot) -> str:

@@ -110,8 +110,15 @@ def build_app(cfg: ServeConfig, opts: RefreshOptions, snapshot_fn=None, watch: b
             if nft:
                 await nft.close()
 
+    page_refresh = round(min(max(cfg.interval, 5.0), 60.0))  # the page follows the snapshots
     app = make_app(
-        holder, registry, cfg.web, cfg.telemetry_path, cfg.max_requests, cleanup=background
+        holder,
+        registry,
+        cfg.web,
+        cfg.telemetry_path,
+        cfg.max_requests,
+        cleanup=background,
+        page_refresh=page_refresh,
     )
     return app, holder, sched
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import html
-import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -19,8 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
-from exporter import __version__
-from exporter.cli.report import header_lines
+from exporter.web.page import status_page
 from exporter.web.security import security_middleware
 from exporter.web.webconfig import WebConfig
 
@@ -103,7 +100,9 @@ def make_app(
     telemetry_path: str = "/metrics",
     max_requests: int = 40,
     cleanup: Callable | None = None,
+    page_refresh: int = 15,
 ) -> web.Application:
+    """`page_refresh`: seconds between reloads of the status page."""
     app = web.Application(
         middlewares=[
             body_limit_middleware,
@@ -135,7 +134,8 @@ def make_app(
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(
-            text=status_page(holder.snapshot, telemetry_path), content_type="text/html"
+            text=status_page(holder.snapshot, telemetry_path, page_refresh),
+            content_type="text/html",
         )
 
     app.router.add_get(telemetry_path, metrics)
@@ -145,49 +145,3 @@ def make_app(
     if cleanup is not None:
         app.cleanup_ctx.append(cleanup)
     return app
-
-
-def _escape(text: str) -> str:
-    # lone surrogates (JSON allows them) cannot be sent as UTF-8: they become "?"
-    return html.escape(text).encode("utf-8", "replace").decode("utf-8")
-
-
-def status_page(s, telemetry_path: str) -> str:
-    e = _escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>docker-nat-exporter</title>",
-        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
-        ".bad{color:#b00}</style></head><body>",
-        f"<h1>docker-nat-exporter {e(__version__)}</h1>",
-        f"<p><a href='{e(telemetry_path)}'>Metrics</a> · <a href='/-/healthy'>healthy</a> · "
-        "<a href='/-/ready'>ready</a></p>",
-    ]
-    if s is None:
-        parts.append("<p>No snapshot yet: the first refresh is running.</p></body></html>")
-        return "".join(parts)
-    age = time.time() - s.taken_at
-    parts.append(f"<p>Snapshot taken {age:.1f} s ago in {s.duration_seconds:.3f} s.</p>")
-    parts.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in header_lines(s)) + "</ul>")
-    bad = [p for p in s.ports if p.verdict.state != "ok"]
-    parts.append(f"<h2>Ports not ok: {len(bad)} of {len(s.ports)}</h2>")
-    if bad:
-        parts.append("<table><tr><th>state</th><th>container</th><th>port</th><th>reason</th></tr>")
-        for p in bad:
-            b = p.binding
-            port = f"{b.host_ip_display}:{b.host_port}/{b.protocol}"
-            parts.append(
-                f"<tr class='bad'><td>{e(p.verdict.state)}</td><td>{e(b.container)}</td>"
-                f"<td>{e(port)}</td><td>{e(p.verdict.reason)}</td></tr>"
-            )
-        parts.append("</table>")
-    missing = [j for j in s.jumps if not j.present]
-    if missing:
-        parts.append("<h2>Missing jumps</h2><ul>")
-        parts += [f"<li>{e(j.expected.family)}: {e(j.expected.line)}</li>" for j in missing]
-        parts.append("</ul>")
-    if s.stale:
-        parts.append("<h2>Stale rules</h2><ul>")
-        parts += [f"<li>{e(r.family)} {e(r.ref)}: {e(r.text)}</li>" for r in s.stale]
-        parts.append("</ul>")
-    parts.append("</body></html>")
-    return "".join(parts)

@@ -326,9 +326,10 @@ def test_status_page_names_the_broken_port_html_escaped(
 
     page = exp.get("/")
     assert page.status == 200 and page.content_type.startswith("text/html")
-    rows = re.findall(r"<tr class='bad'>(.*?)</tr>", page.body)
+    rows = re.findall(r"<tr class='port-misrouted'>(.*?)</tr>", page.body)
     [row] = [r for r in rows if "18106" in r]
-    assert "<td>misrouted</td><td>page</td><td>0.0.0.0:18106/tcp</td>" in row
+    assert "misrouted</a></td><td><code>shadowed_by_dnat</code></td><td>page</td>" in row
+    assert "<td>0.0.0.0:18106/tcp</td>" in row
     assert "172.17.255.254:80" in row and "no container has it" in row
     assert "&lt;b&gt;x&amp;y&lt;/b&gt;" in row
     assert "<b>" not in page.body

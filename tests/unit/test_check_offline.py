@@ -29,7 +29,11 @@ STALE = "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 18080 -j DNAT --to-destina
 
 
 def check(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_NAT_EXPORTER_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DOCKER_NAT_EXPORTER_") and k not in ("DOCKER_HOST", "COLUMNS")
+    }
     return subprocess.run(
         [sys.executable, "-m", "exporter", "check", *map(str, args)],
         cwd=REPO,
@@ -263,8 +267,9 @@ def test_garbled_line_is_a_warning_naming_it(tmp_path):
     lineno = v4.splitlines().index("-A DOCKER-USER ! ! -s 10.0.0.0/8 -j DROP") + 1
     assert (
         f"warning: --iptables-save {tmp_path / '4'}: line {lineno} (filter/DOCKER-USER): double negation"
-        in r.stdout
+        in r.stderr
     )
+    assert "warning:" not in r.stdout
     assert any(x.startswith("unknown  web") for x in r.stdout.splitlines())
 
 
@@ -299,7 +304,8 @@ def test_empty_ip6tables_save_means_no_ipv6_tables(tmp_path, d2010_state):
 def test_without_ip6tables_file_ipv6_ports_are_unknown(d2010_state):
     r = check("--docker-state", d2010_state, "--iptables-save", FIX / "d2010_iptables.txt")
     assert r.returncode == 1
-    assert "ERROR: cannot read ip6tables: no ip6tables-save file given" in r.stdout
+    assert "ERROR: cannot read ip6tables: no ip6tables-save file given" in r.stderr
+    assert "ERROR" not in r.stdout
     assert r.stdout.count("ipv6 rules could not be read") == 4
 
 
@@ -444,4 +450,5 @@ def test_docker_answers_of_the_wrong_shape_are_exit_2(tmp_path, mutate):
     )
     no_traceback(r)
     assert r.returncode == 2
-    assert "ERROR: cannot read docker: Docker answered something unexpected:" in r.stdout
+    assert "ERROR: cannot read docker: Docker answered something unexpected:" in r.stderr
+    assert r.stdout.startswith("Docker could not be read: no published port was checked\n")

@@ -29,7 +29,7 @@ from exporter.rules.iptsave import parse_save
 from exporter.serve.collector import SnapshotCollector
 from exporter.serve.labels import MAX_LABEL
 from exporter.serve.snapshot import assess
-from exporter.web.app import status_page
+from exporter.web.page import status_page
 
 BUDGET = int(os.environ.get("DNE_FUZZ_EXAMPLES", "0"))
 TEXT = (FIX / "d2010_iptables.txt").read_text()
