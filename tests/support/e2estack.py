@@ -17,7 +17,6 @@ import ctypes
 import http.client
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -33,13 +32,12 @@ from pathlib import Path
 
 import yaml
 
+from exporter.config import parse_duration
 from support.exporterproc import ExporterProc, free_port
 
 NETNS_DIR = Path("/run/netns")
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 class StackError(RuntimeError):
@@ -115,15 +113,6 @@ def ns_request(
 # ---- configuration helpers -----------------------------------------------------------------------
 
 
-def parse_duration(text: str) -> float:
-    """Seconds of a Prometheus duration such as `2m`, `1h30m` or `500ms`."""
-    text = str(text).strip()
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
-
-
 def shorten_for(
     rules: dict, at_least: float = 60, to: str = "5s", keep: tuple[str, ...] = ()
 ) -> tuple[dict, list[str]]:
@@ -136,7 +125,7 @@ def shorten_for(
         for rule in group["rules"]:
             if rule.get("alert") in keep:
                 continue
-            if "for" in rule and parse_duration(rule["for"]) >= at_least:
+            if "for" in rule and parse_duration(str(rule["for"]), "for") >= at_least:
                 rule["for"] = to
                 changed.append(rule.get("alert") or rule.get("record"))
     return doc, changed

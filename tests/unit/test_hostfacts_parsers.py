@@ -6,6 +6,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from support.hostroots import RHEL9_HEADER, RPM_STRING, encode_rpm_header
 
 from exporter.hostfacts import (
     HostFactsError,
@@ -176,42 +177,6 @@ def test_select_iptables_package_warns_on_differing_versions() -> None:
 
 
 # --- RPM header blobs -------------------------------------------------------------------
-
-RPM_STRING, RPM_INT32, RPM_BIN, RPM_STRING_ARRAY = 6, 4, 7, 8
-
-
-def encode_rpm_header(entries: list[tuple[int, int, object]]) -> bytes:
-    """An rpmdb-style header blob: il, dl, index entries, data; with an immutable region
-    (tag 63) whose trailer sits at the end of the data, as rpm writes it."""
-    index, data = [], b""
-    for tag, kind, value in entries:
-        if kind == RPM_INT32:
-            data += b"\0" * (-len(data) % 4)
-            index.append((tag, kind, len(data), 1))
-            data += struct.pack(">i", value)
-        elif kind == RPM_STRING_ARRAY:
-            index.append((tag, kind, len(data), len(value)))
-            data += b"".join(v.encode() + b"\0" for v in value)
-        else:
-            index.append((tag, kind, len(data), 1))
-            data += value.encode() + b"\0"
-    count = len(index) + 1
-    index.insert(0, (63, RPM_BIN, len(data), 16))
-    data += struct.pack(">iiii", 63, RPM_BIN, -16 * count, 16)
-    blob = struct.pack(">II", count, len(data))
-    blob += b"".join(struct.pack(">iiii", *entry) for entry in index)
-    return blob + data
-
-
-RHEL9_HEADER = [
-    (1000, RPM_STRING, "iptables-nft"),
-    (1001, RPM_STRING, "1.8.10"),
-    (1002, RPM_STRING, "11.el9"),
-    (1003, RPM_INT32, 0),
-    (1004, 9, "Legacy tools for managing Linux kernel packet filtering capabilities"),
-    (1022, RPM_STRING, "x86_64"),
-    (1047, RPM_STRING_ARRAY, ["iptables-nft", "iptables-nft(x86-64)"]),
-]
 
 
 def test_rpm_header_roundtrip() -> None:
