@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from statistics import median
 
+from bench import fuzz
+
 BUDGET = {"ratio": 0.25, "p99": 0.050, "rss": 100.0, "idle": 1.0, "detect": 1.0}
 
 
@@ -205,6 +207,9 @@ def render(results: dict, md: bool) -> str:
     if peers:
         parts += ["", "Peers on the legacy backend, same rules (ms, ratio to the floor):",
                   _table(("reader", "ms", "÷ floor"), peers, md)]  # fmt: skip
+    if results.get("fuzz"):
+        parts += ["", "Fuzzing budget (tests/unit/test_fuzz.py properties, bench.fuzz):",
+                  _table(("property", "examples", "s"), fuzz.rows(results["fuzz"]), md)]  # fmt: skip
     return "\n".join(parts) + "\n"
 
 

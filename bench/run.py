@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from bench import gen, report
+from bench import fuzz, gen, report
 from bench.netns import Netns
 from bench.proc import REPO, Exporter, peak_rss_mib
 
@@ -42,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeat", type=int)
     ap.add_argument("--detect-rounds", type=int)
     ap.add_argument("--no-peers", action="store_true", help="skip python-iptables and madron's")
+    ap.add_argument("--fuzz-examples", type=int, default=0,
+                    help="Hypothesis examples per fuzz property, at least (bench.fuzz)")  # fmt: skip
     ap.add_argument("--product", help="benchmark the exporter package of another tree")
     ap.add_argument("--json", help="also write every figure as JSON here")
     ap.add_argument("--markdown", help="also write the tables as Markdown here")
@@ -71,6 +73,7 @@ def main(argv=None) -> int:
     results["sizes"] = results["real"].pop("sizes") + results["sizes"]
     if a.budget[1] > a.real_max:
         results["legacy"] = legacy(a, a.budget)
+    results["fuzz"] = fuzz.measure(a.fuzz_examples)
     results["seconds"] = time.monotonic() - started
     text = report.text(results)
     print(text)

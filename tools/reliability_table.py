@@ -2,11 +2,12 @@
 
     RELIABILITY_OUT=/tmp/rel.jsonl python3 -m pytest tests/unit/test_fuzz.py \
         tests/kernel/test_faults.py tests/kernel/test_load.py tests/lab/test_readonly.py
+    RELIABILITY_OUT=/tmp/rel.jsonl python3 -m bench.fuzz
     python3 tools/reliability_table.py /tmp/rel.jsonl docs/reliability.md
 
-The tests append one JSON object per finding (tests/faultkit.record): section, what was tried,
-what happened, the test's node id, and figures. The table replaces everything between the
-`<!-- results:begin -->` and `<!-- results:end -->` markers of the document.
+The tests append one JSON object per finding (tests/support/faultkit.record): section, what was
+tried, what happened, the test's node id (or a `reproduce` command), and figures. The table
+replaces everything between the `<!-- results:begin -->` and `<!-- results:end -->` markers.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def table(rows: list[dict]) -> str:
                 continue
             seen.add(ident)
             repro = f"`python3 -m pytest '{r['test']}'`" if r["test"] else ""
+            if r.get("reproduce"):
+                repro = f"`{r['reproduce']}`"
             out.append(f"| {_cell(r['tried'])} | {_cell(r['outcome'])} | "
                        f"{_cell(_figures(r.get('figures') or {}))} | {repro} |")  # fmt: skip
         out.append("")
