@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Callable
 
+from exporter.sources.docker_api import client
 from exporter.sources.run import which
 
 log = logging.getLogger("docker_nat_exporter")
@@ -51,8 +52,6 @@ class DockerEvents:
                 self._stream.close()
 
     def _loop(self) -> None:
-        from exporter.sources.docker_api import client
-
         failures = 0
         while not self.stop.is_set():
             try:

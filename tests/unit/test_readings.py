@@ -1,13 +1,18 @@
-"""The saved Docker state round-trips, and a RefreshState re-reads host facts on its interval."""
+"""Readings and their assessment: the saved Docker state round-trips, host facts are re-read on
+their interval, and rule errors found during the analysis are collected once."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from support.corefix import raw, web_doc
+from support.corefix import ACCEPT_LINE, BASE_G27, raw, web_doc
 
 from exporter.docker.raw import SavedStateError, dump_state, load_state
+from exporter.readings import Readings
+from exporter.rules.family import FamilyRules
+from exporter.rules.lazysave import parse_save_lazy, rule_errors
+from exporter.serve.snapshot import assess
 from exporter.serve.state import RefreshState
 
 ADDRS = (("eth0", "192.0.2.1"), ("eth0", "2001:db8::1"))
@@ -42,3 +47,14 @@ def test_host_facts_are_due_first_then_every_interval():
     assert not s.host_due() and s.host == "facts"
     now[0] += 1.0
     assert s.host_due()
+
+
+def test_a_rule_found_unreadable_during_analysis_is_counted_and_warned_once():
+    text = BASE_G27.replace(ACCEPT_LINE, ACCEPT_LINE + ' -m comment --comment "unterminated')
+    rs = parse_save_lazy(text, "ipv4", "nf_tables")
+    assert rs.errors == () and rule_errors(rs) == ()  # found only when the chain is read
+    rules = {"ipv4": FamilyRules("ipv4", (rs,)), "ipv6": FamilyRules("ipv6", ())}
+    s = assess(Readings(0.0, raw(web_doc()), "", rules, ADDRS))
+    assert s.parse_errors == (("nf_tables", "ipv4", 1),)
+    late = [w for w in s.warnings if "unbalanced quoting" in w]
+    assert len(late) == 1 and late[0].startswith("ipv4 nf_tables: line 20 (filter/DOCKER)")
