@@ -15,6 +15,7 @@ from exporter.docker.model import (
     Container,
     Daemon,
     Network,
+    parse_version,
 )
 
 OPT = "com.docker.network.bridge."
@@ -111,17 +112,16 @@ def decode_container(raw, networks: dict[str, Network], daemon: Daemon):
     if not published or mode == "host" or mode == "none" or mode.startswith("container:"):
         return container, []
     endpoints = _dict(_dict(raw, "NetworkSettings", what), "Networks", what)
-    gw = gateway_endpoint(endpoints, networks)
-    return container, [_binding(container, p, gw, daemon, what) for p in published]
+    gws = gateway_endpoints(endpoints, networks, parse_version(daemon.version) >= (28, 0, 0))
+    return container, [_binding(container, p, gws, daemon, what) for p in published]
 
 
-def gateway_endpoint(endpoints: dict, networks: dict[str, Network]):
-    """The endpoint Docker gives the port mappings to: highest GwPriority, then non-internal,
-    then dual-stack, then the smallest network name (libnetwork's Endpoint.Less)."""
+def _endpoint_order(networks: dict[str, Network]):
+    """libnetwork's Endpoint.Less: highest GwPriority, then non-internal, then dual-stack,
+    then the smallest network name."""
 
     def order(item):
         name, ep = item
-        ep = ep if isinstance(ep, dict) else {}
         net = networks.get(str(ep.get("NetworkID") or ""))
         internal = net.internal if net else False
         dual = bool(ep.get("IPAddress")) and bool(ep.get("GlobalIPv6Address"))
@@ -131,14 +131,45 @@ def gateway_endpoint(endpoints: dict, networks: dict[str, Network]):
             raise DecodeError(f"endpoint {name!r}: field 'GwPriority' should be a number") from None
         return (-prio, internal, not dual, name)
 
+    return order
+
+
+def gateway_endpoints(endpoints: dict, networks: dict[str, Network], per_family: bool) -> dict:
+    """The endpoint Docker gives each family's port mappings to, as {family: (name, ep, net)}.
+
+    Before 28 one gateway endpoint (the first in Endpoint.Less order) takes both. From 28 on
+    the gateway is chosen per family, and the first dual-stack endpoint with gateways takes
+    both families even when an IPv4-only endpoint has a higher GwPriority (libnetwork's
+    selectGatewayEndpoint; seen on 28.5.2: tests/fixtures/d28g28_*).
+    """
     if not endpoints:
-        return None
-    name, ep = min(endpoints.items(), key=order)
-    ep = ep if isinstance(ep, dict) else {}
-    return name, ep, networks.get(str(ep.get("NetworkID") or ""))
+        return {}
+    items = [(str(n), ep if isinstance(ep, dict) else {}) for n, ep in endpoints.items()]
+    ordered = sorted(items, key=_endpoint_order(networks))
+    first = _with_net(ordered[0], networks)
+    if not per_family:
+        return {"ipv4": first, "ipv6": first}
+    found: dict[str, tuple] = {}
+    for item in ordered:
+        net = networks.get(str(item[1].get("NetworkID") or ""))
+        if net is not None and net.internal:
+            continue  # an internal network has no gateway
+        has4, has6 = bool(item[1].get("IPAddress")), bool(item[1].get("GlobalIPv6Address"))
+        if has4 and has6:
+            return {"ipv4": (*item, net), "ipv6": (*item, net)}
+        if has4:
+            found.setdefault("ipv4", (*item, net))
+        if has6:
+            found.setdefault("ipv6", (*item, net))
+    four = found.get("ipv4") or found.get("ipv6") or first
+    return {"ipv4": four, "ipv6": found.get("ipv6") or four}
 
 
-def _binding(c: Container, port: dict, gw, daemon: Daemon, what: str) -> Binding:
+def _with_net(item: tuple[str, dict], networks: dict[str, Network]) -> tuple:
+    return (*item, networks.get(str(item[1].get("NetworkID") or "")))
+
+
+def _binding(c: Container, port: dict, gws: dict, daemon: Daemon, what: str) -> Binding:
     proto = str(port.get("Type") or "tcp").lower()
     host_ip = str(port.get("IP") or "0.0.0.0")
     try:
@@ -148,7 +179,7 @@ def _binding(c: Container, port: dict, gw, daemon: Daemon, what: str) -> Binding
     if not (0 < host_port < 65536 and 0 <= cport < 65536):
         raise DecodeError(f"{what}: port entry {port!r:.200} has ports out of range")
     family = "ipv6" if ":" in host_ip else "ipv4"
-    net_name, ep, net = gw if gw else ("", {}, None)
+    net_name, ep, net = gws.get(family) or ("", {}, None)
     cip = str(ep.get("GlobalIPv6Address" if family == "ipv6" else "IPAddress") or "")
     design, code, why = binding_design(daemon, net, family, host_ip, cip, proto)
     return Binding(

@@ -414,13 +414,19 @@ def d2010_rules() -> tuple[str, str]:
 
 
 LAYOUT_NAMES = ("g27_noproxy", "g28_0", "g28", "g29", "g29_noproxy")
+# Recorded from real daemons (tests/fixtures/SOURCES.md): Debian's docker.io 26.1.5 and
+# 28.5.2 with d2010's scenario, and 28.5.2 replaying the g28 layout's scenario.
+REAL_NAMES = ("d26", "d28", "d28g28")
 
 
 def layout(name: str) -> tuple[dict, str, str]:
     """(docker-state document, iptables-save text, ip6tables-save text) of one layout fixture;
-    "d2010" is the real 20.10 capture."""
+    "d2010" is the real 20.10 capture, REAL_NAMES the other real ones."""
     if name == "d2010":
         return (d2010_doc(), *d2010_rules())
+    if name in REAL_NAMES:
+        files = [FIXTURES / f"{name}_{f}" for f in ("state.json", "iptables.txt", "ip6tables.txt")]
+        return json.loads(read(files[0])), read(files[1]), read(files[2])
     d = LAYOUTS / name
     return json.loads(read(d / "state.json")), read(d / "iptables.txt"), read(d / "ip6tables.txt")
 

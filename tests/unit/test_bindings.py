@@ -196,33 +196,67 @@ def test_unpublished_and_unknown_protocol_ports():
     assert got[9999].design == DESIGN_BLIND and "'dccp'" in got[9999].why
 
 
+def _multi(endpoints, engine, ports):
+    """Container `web` on one network per (name, GwPriority, internal, ip4?, ip6?) entry."""
+    nets, eps = [], []
+    for i, (name, prio, internal, has4, has6) in enumerate(endpoints):
+        net = network(
+            name,
+            f"172.{20 + i}.0.0/16" if has4 else None,
+            subnet6=f"fd00:{20 + i}::/64" if has6 else None,
+            internal=internal,
+        )
+        nets.append(net)
+        ip4, ip6 = f"172.{20 + i}.0.2" if has4 else "", f"fd00:{20 + i}::2" if has6 else ""
+        eps.append(endpoint(net, ip4, ip6, prio))
+    web = container("web", ports, eps)
+    got = bindings(web, networks=[*default_networks(), *nets], engine=engine)
+    return {b.family: b for b in got}, {n["Name"]: "br-" + n["Id"][:12] for n in nets}
+
+
 @pytest.mark.parametrize(
     ("endpoints", "want"),
     [
         # highest GwPriority wins, whatever the name
-        ([("b", 0, False, True), ("a", -1, False, True), ("c", 5, False, False)], "c"),
+        ([("b", 0, False, True, True), ("a", -1, False, True, True), ("c", 5, False, True, False)], "c"),
         # then non-internal
-        ([("a", 0, True, True), ("b", 0, False, False)], "b"),
+        ([("a", 0, True, True, True), ("b", 0, False, True, False)], "b"),
         # then dual-stack
-        ([("a", 0, False, False), ("b", 0, False, True)], "b"),
+        ([("a", 0, False, True, False), ("b", 0, False, True, True)], "b"),
         # then the smallest name
-        ([("zeta", 0, False, True), ("alpha", 0, False, True)], "alpha"),
+        ([("zeta", 0, False, True, True), ("alpha", 0, False, True, True)], "alpha"),
         # GwPriority absent (API < 1.48) counts as 0
-        ([("b", None, False, False), ("a", None, False, False)], "a"),
+        ([("b", None, False, True, False), ("a", None, False, True, False)], "a"),
     ],
-)
-def test_gateway_endpoint_choice(endpoints, want):
-    nets, eps = [], []
-    for i, (name, prio, internal, dual) in enumerate(endpoints):
-        net = network(
-            name, f"172.{20 + i}.0.0/16", subnet6=f"fd00:{20 + i}::/64", internal=internal
-        )
-        nets.append(net)
-        eps.append(endpoint(net, f"172.{20 + i}.0.2", f"fd00:{20 + i}::2" if dual else "", prio))
-    web = container("web", [port(8080, 80)], eps)
-    b = only(bindings(web, networks=[*default_networks(), *nets]))
-    assert b.network == want
-    assert b.bridge == "br-" + next(n["Id"] for n in nets if n["Name"] == want)[:12]
+)  # fmt: skip
+def test_gateway_endpoint_choice_before_28(endpoints, want):
+    """Up to 27 one gateway endpoint, the first in libnetwork's Endpoint.Less order, takes
+    every port mapping."""
+    got, bridges = _multi(endpoints, "27.5.1", [port(8080, 80)])
+    assert (got["ipv4"].network, got["ipv4"].bridge) == (want, bridges[want])
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "want4", "want6"),
+    [
+        # real 28.5.2 (tests/fixtures/d28g28_*): the first dual-stack endpoint takes both
+        # families, even over an IPv4-only one with a higher GwPriority
+        ([("bridge", 1, False, True, False), ("appnet", 0, False, True, True)], "appnet", "appnet"),
+        ([("b", 0, False, True, True), ("a", -1, False, True, True), ("c", 5, False, True, False)], "b", "b"),
+        # between IPv4-only networks GwPriority decides (also seen on 28.5.2)
+        ([("bridge", 0, False, True, False), ("v4net", 1, False, True, False)], "v4net", "v4net"),
+        ([("zeta", 0, False, True, False), ("alpha", 0, False, True, False)], "alpha", "alpha"),
+        # without a dual-stack endpoint each family has its own gateway
+        ([("v4", 1, False, True, False), ("v6", 0, False, False, True)], "v4", "v6"),
+        # an internal network has no gateway, dual-stack or not
+        ([("a", 5, True, True, True), ("b", 0, False, True, False)], "b", "b"),
+        # only an internal network: its endpoint, where Docker publishes nothing
+        ([("a", 0, True, True, False)], "a", "a"),
+    ],
+)  # fmt: skip
+def test_gateway_endpoint_choice_from_28_is_per_family(endpoints, want4, want6):
+    got, _ = _multi(endpoints, "28.5.2", published(8080, 80))
+    assert (got["ipv4"].network, got["ipv6"].network) == (want4, want6)
 
 
 @pytest.mark.parametrize("mode", ["host", "none", "container:0123456789ab"])

@@ -12,6 +12,7 @@ import pytest
 from support.corefix import (
     HOST4,
     LAYOUT_NAMES,
+    REAL_NAMES,
     analyse_doc,
     container,
     decode,
@@ -34,9 +35,12 @@ from exporter.expect.model import PORT_KINDS, Expected
 from exporter.rules.iptsave import parse_save
 from exporter.rules.normalize import rule_key
 
-ALL_LAYOUTS = ("d2010", *LAYOUT_NAMES)
+ALL_LAYOUTS = ("d2010", *REAL_NAMES, *LAYOUT_NAMES)
 GENERATIONS = {
     "d2010": "g27",
+    "d26": "g27",
+    "d28": "g28",
+    "d28g28": "g28",
     "g27_noproxy": "g27",
     "g28_0": "g28.0",
     "g28": "g28",
@@ -141,11 +145,14 @@ BR = "br-311a970dfdd4"
                 f"-t filter -A DOCKER-BRIDGE -o {BR} -j DOCKER",
                 f"-t filter -A DOCKER-FORWARD -i {BR} -j ACCEPT",
                 "-t nat -A DOCKER ! -i docker0 -p sctp -m sctp --dport 3868 -j DNAT --to-destination 172.17.0.2:3868",
-                "-t filter -A DOCKER -d 172.17.0.5/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 90 -j ACCEPT",
+                # multi: bridge has GwPriority 1, but the dual-stack appnet takes the ports
+                f"-t filter -A DOCKER -d 172.18.0.4/32 ! -i {BR} -o {BR} -p tcp -m tcp --dport 90 -j ACCEPT",
+                f"-t nat -A DOCKER ! -s fe80::/10 ! -i {BR} -p tcp -m tcp --dport 8090 -j DNAT --to-destination [fd00:18::4]:90",
             ],
             [
                 "-t filter -A FORWARD -j DOCKER-ISOLATION-STAGE-1",
                 "-t raw -A PREROUTING -d 172.18.0.2/32 ! -i br-311a970dfdd4 -j DROP",
+                "-t filter -A DOCKER -d 172.17.0.5/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 90 -j ACCEPT",
             ],
         ),
         (
