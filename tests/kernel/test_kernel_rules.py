@@ -21,6 +21,7 @@ import pytest
 from support.corefix import (
     BASE_G27,
     LAYOUT_NAMES,
+    REAL_NAMES,
     analyse_doc,
     layout,
     port_report,
@@ -127,7 +128,7 @@ BACKEND_NAME = {"nft": "nf_tables", "legacy": "legacy"}
 
 
 @pytest.mark.parametrize("backend", ["nft", "legacy"])
-@pytest.mark.parametrize("name", ["d2010", *LAYOUT_NAMES])
+@pytest.mark.parametrize("name", ["d2010", *REAL_NAMES, *LAYOUT_NAMES])
 def test_layout_round_trip(name, backend):
     doc, text4, text6 = layout(name)
     require_kernel(*(["ipset"] if "--match-set" in text4 + text6 else []))

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -19,31 +20,31 @@ REPO = Path(__file__).resolve().parents[2]
 ENGINES = {"d26": "26.1.5+dfsg1", "d28": "28.5.2+dfsg4", "d28g28": "28.5.2+dfsg4"}
 
 
-def check(name: str) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "exporter", "check", "--docker-state"]
-    args += [str(FIXTURES / f"{name}_{f}") for f in ("state.json",)]
+def check_json(name: str) -> dict:
+    """`check --json` on a recorded daemon, as a subprocess; exit status and document agree."""
+    args = [sys.executable, "-m", "exporter", "check", "--json"]
+    args += ["--docker-state", str(FIXTURES / f"{name}_state.json")]
     args += ["--iptables-save", str(FIXTURES / f"{name}_iptables.txt")]
     args += ["--ip6tables-save", str(FIXTURES / f"{name}_ip6tables.txt")]
-    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in r.stderr, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["exit_code"] == r.returncode
+    return doc
 
 
 @pytest.mark.parametrize(
-    ("name", "header", "jumps", "oks"),
-    [
-        ("d26", "Docker 26.1.5+dfsg1 (API 1.45), firewall backend iptables, layout g27", 6, 9),
-        ("d28", "Docker 28.5.2+dfsg4 (API 1.51), firewall backend iptables, layout g28", 18, 11),
-        ("d28g28", "Docker 28.5.2+dfsg4 (API 1.51), firewall backend iptables, layout g28", 17, 15),
-    ],
+    ("name", "layout_name", "jumps", "ports"),
+    [("d26", "g27", 6, 9), ("d28", "g28", 18, 11), ("d28g28", "g28", 17, 15)],
 )
-def test_offline_check_of_a_real_daemon_is_all_ok(name, header, jumps, oks):
-    r = check(name)
-    assert "Traceback" not in r.stderr, r.stderr
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.startswith(header), r.stdout
-    assert f"Jumps: {jumps}/{jumps} present" in r.stdout
-    assert "Stale rules: 0" in r.stdout
-    rows = [ln for ln in r.stdout.splitlines() if re.match(r"^[a-z]+ {2,}", ln)]
-    assert [ln.split()[0] for ln in rows] == ["ok"] * oks, r.stdout
+def test_offline_check_of_a_real_daemon_is_all_ok(name, layout_name, jumps, ports):
+    doc = check_json(name)
+    assert doc["exit_code"] == 0
+    assert (doc["daemon"]["version"], doc["daemon"]["layout"]) == (ENGINES[name], layout_name)
+    assert doc["daemon"]["firewall_backend"] == "iptables" and doc["daemon"]["userland_proxy"]
+    assert [j["present"] for j in doc["jumps"]] == [True] * jumps
+    assert doc["stale_rules"] == []
+    assert [p["state"] for p in doc["ports"]] == ["ok"] * ports, doc["ports"]
 
 
 def test_multi_network_container_is_judged_on_its_dual_stack_network():
