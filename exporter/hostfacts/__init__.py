@@ -1,6 +1,6 @@
 """Host facts: the iptables build (and whether it is known bad), boot and dockerd start times.
 
-Pure parsers and models only; exporter/sources/host.py does the reading.
+Pure parsers and models only; exporter/sources/host.py (with hostpkg, daemonstart) reads.
 """
 
 from exporter.hostfacts.assemble import assemble_iptables_facts

@@ -15,8 +15,9 @@ from support.hostroots import debian_root, rhel_header, write_rpmdb
 from support.util import require_or_skip
 
 from exporter.hostfacts import InstalledPackage, parse_dpkg_status, parse_iptables_version
-from exporter.sources import host as hostfacts
 from exporter.sources.host import read_host_facts, read_iptables_facts
+from exporter.sources.hostpkg import rpm_tool_packages
+from exporter.sources.hostroot import HOST_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 DEBIAN_BAD = "debian-iptables-1.8.11-1-check-ignores-interfaces"
@@ -235,7 +236,7 @@ def test_host_root_without_any_package_database(tmp_path: Path) -> None:
 def test_berkeley_rpmdb_without_rpm_tool_says_so(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "var" / "lib" / "rpm").mkdir(parents=True)
     (tmp_path / "var" / "lib" / "rpm" / "Packages").write_bytes(b"\0" * 4096)
-    monkeypatch.setitem(hostfacts._ENV, "PATH", str(tmp_path / "no-binaries-here"))
+    monkeypatch.setitem(HOST_ENV, "PATH", str(tmp_path / "no-binaries-here"))
     ipt = read_iptables_facts(host_root=str(tmp_path))
     assert any(
         "BerkeleyDB/ndb rpm database; reading it needs the `rpm` tool" in e for e in ipt.errors
@@ -301,7 +302,7 @@ def test_rpm_database_written_by_real_rpm(real_rpm_root: Path) -> None:
 
 def test_rpm_tool_fallback_reads_real_database(real_rpm_root: Path) -> None:
     path = real_rpm_root / "var" / "lib" / "rpm" / "Packages"
-    packages = hostfacts._rpm_tool_packages(str(path), str(real_rpm_root), 10.0)
+    packages = rpm_tool_packages(str(path), str(real_rpm_root), 10.0)
     assert packages == (InstalledPackage("iptables-nft", "1.8.10-11.el9"),)
 
 
