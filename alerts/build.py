@@ -96,6 +96,17 @@ def port_alerts(s) -> list[dict]:
             f"instead of the client's, and the port dies if the proxy is disabled.{REASON}",
         ),
         alert(
+            "DockerNatPublishedPortMasqueraded",
+            s("docker_nat_port_state", 'state="masqueraded"') + " == 1",
+            "30m",
+            "warning",
+            "port",
+            "A source NAT rule hides remote clients' addresses from a published Docker port.",
+            f"Published port {PORT} of {CONTAINER} {ON} is delivered, but a MASQUERADE or SNAT "
+            "rule on the way to the bridge rewrites the source: the container sees a host address "
+            f"instead of the client's (logs, allow-lists and rate limits see one client).{REASON}",
+        ),
+        alert(
             "DockerNatPortStateUnknown",
             s("docker_nat_port_state", 'state="unknown"')
             + " == 1 unless on (job, instance) "

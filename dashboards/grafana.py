@@ -12,6 +12,7 @@ SCHEMA_VERSION = 39
 STATE_COLORS = {
     "ok": "green",
     "proxied": "yellow",
+    "masqueraded": "light-yellow",
     "misrouted": "orange",
     "dropped": "red",
     "unreachable": "dark-red",

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from exporter.path.owner import POLICY
 from exporter.path.sources import Sources, describe
 
-REACH = ("ok", "proxied")
-SEVERITY = {"misrouted": 0, "dropped": 1, "unreachable": 2, "unknown": 3, "proxied": 4, "ok": 5}
+REACH = ("ok", "proxied", "masqueraded")
+SEVERITY = {"misrouted": 0, "dropped": 1, "unreachable": 2, "unknown": 3, "proxied": 4,
+            "masqueraded": 5, "ok": 6}  # fmt: skip
 EXPOSURES = ("public", "restricted", "local", "unknown")
 
 

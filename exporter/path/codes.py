@@ -26,6 +26,11 @@ CODES: dict[str, Code] = {
     "gateway_isolated": Code("ok", "gateway mode isolated: no external connectivity, by design"),
     # proxied
     "dnat_missing": Code("proxied", "no DNAT applies; docker-proxy serves it from the host"),
+    "untracked_proxied": Code(
+        "proxied", "a notrack rule keeps it from NAT; docker-proxy serves it"
+    ),
+    # masqueraded
+    "source_nat": Code("masqueraded", "a MASQUERADE or SNAT towards the bridge hides the client"),
     # misrouted
     "shadowed_by_dnat": Code("misrouted", "an earlier DNAT sends it to another address"),
     "redirected": Code("misrouted", "a REDIRECT sends it to a local port"),
@@ -38,6 +43,7 @@ CODES: dict[str, Code] = {
     "ip_forward_off": Code("dropped", "forwarding is off (net.ipv4.ip_forward=0 or IPv6's)"),
     # unreachable
     "no_proxy": Code("unreachable", "no DNAT applies and no docker-proxy serves the port"),
+    "untracked_no_proxy": Code("unreachable", "a notrack rule keeps it from NAT; no docker-proxy"),
     # unknown
     "rules_unreadable": Code("unknown", "the family's rules, or one table, could not be read"),
     "nft_unreadable": Code("unknown", "Docker's native nftables tables could not be read"),

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from exporter.path.sources import Sources, split, split_text
 from exporter.rules.model import Cond, Rule
+from exporter.rules.nftexpr import UNKNOWN as NFT
 from exporter.rules.normalize import norm_proto
 
 YES, NO, MAYBE = 1, 0, 2
@@ -25,6 +26,14 @@ ALWAYS = {"comment"}
 UNDECIDABLE = {"limit", "hashlimit", "recent", "connlimit", "statistic", "owner", "socket",
                "physdev", "rpfilter", "length", "ttl", "hl", "dscp", "tos", "ecn", "string",
                "time", "quota", "u32", "bpf", "cgroup", "policy", "ipvs", "helper"}  # fmt: skip
+# What the answer of such a match depends on, for the reason of an `unknown`.
+DEPENDS = {"statistic": "chance", "time": "the time of day", "string": "the payload",
+           "limit": "the traffic rate", "hashlimit": "the traffic rate",
+           "recent": "earlier traffic", "connlimit": "the number of connections",
+           "quota": "earlier traffic"}  # fmt: skip
+NFT_DEPENDS = {"numgen": "chance", "meta hour": "the time of day", "meta day": "the time of day",
+               "meta time": "the time of day", "limit": "the traffic rate",
+               "quota": "earlier traffic", "ct count": "the number of connections"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +49,18 @@ class Packet:
     dport: int | None
     iif: str | None  # None: an external interface whose name is not known
     oif: str | None
-    ctstate: str  # NEW or ESTABLISHED
+    ctstate: str  # NEW, ESTABLISHED, UNTRACKED (a notrack rule), INVALID
     dst_local: bool
     src_local: bool
     tcp_flags: frozenset[str]
-    mark: int | None = 0  # None: set by a rule earlier on the path (not modelled)
+    mark: int | None = 0  # the packet's mark (meta mark); None: cannot be told
+    ctmark: int | None = 0  # its connection's mark (ct mark); None: cannot be told
+    mss: int | None = None  # a SYN's MSS option; None: no SYN, or clamped to a path MTU
     # The connection's original direction as conntrack records it (before DNAT); None: as now.
     orig_dst: str | None = None
     orig_dport: int | None = None
     reply: bool = False
+    untracked_by: str = field(default="", compare=False)  # the notrack rule, for the reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,14 +261,35 @@ def _iprange(c: Cond, p: Packet, env: Env):
 
 
 def _mark(c: Cond, p: Packet, env: Env) -> int:
-    if c.option != "--mark" or not c.values or p.mark is None:
+    return _mark_is(c, p.mark)
+
+
+def _connmark(c: Cond, p: Packet, env: Env) -> int:
+    if p.ctstate == "UNTRACKED":
+        return NO  # no connection, no connection mark: the match fails
+    return _mark_is(c, p.ctmark)
+
+
+def _mark_is(c: Cond, mark: int | None) -> int:
+    if c.option != "--mark" or not c.values or mark is None:
         return MAYBE
     value, _, mask = c.values[0].partition("/")
     try:
         v, msk = int(value, 0), int(mask, 0) if mask else 0xFFFFFFFF
     except ValueError:
         return MAYBE
-    return YES if (p.mark & msk) == v else NO
+    return YES if (mark & msk) == v else NO
+
+
+def _tcpmss(c: Cond, p: Packet, env: Env) -> int:
+    """A SYN (or SYN-ACK) carries an MSS option; other segments carry none and never match."""
+    if c.option != "--mss" or not c.values:
+        return MAYBE
+    if p.proto != "tcp" or "SYN" not in p.tcp_flags:
+        return NO
+    if p.mss is None:
+        return MAYBE
+    return port_in(p.mss, c.values[0])
 
 
 def _pkttype(c: Cond, p: Packet, env: Env) -> int:
@@ -271,6 +304,8 @@ _MODULES = {
     "set": _set,
     "iprange": _iprange,
     "mark": _mark,
+    "connmark": _connmark,
+    "tcpmss": _tcpmss,
     "pkttype": _pkttype,
 }
 
@@ -303,6 +338,11 @@ def _describe(c: Cond) -> str:
     mod = f"-m {c.module} " if c.module else ""
     if c.option == "?unparsed":
         return f"the rule could not be parsed ({c.values[0]})"
+    if c.option == NFT:
+        text = c.values[0] if c.values else "?"
+        what = next((d for k, d in NFT_DEPENDS.items() if text.startswith(k)), "")
+        return f"nft `{text}` depends on {what}" if what else f"nft `{text}` is not modelled"
     if c.module in UNDECIDABLE:
-        return f"{mod}{neg}{c.option} depends on traffic the exporter cannot model"
+        what = DEPENDS.get(c.module, "traffic the exporter cannot model")
+        return f"{mod}{neg}{c.option} depends on {what}"
     return f"{mod}{neg}{c.option} {' '.join(c.values)}".strip()

@@ -23,7 +23,9 @@ from exporter.path.owner import DOCKER, HOST
 from exporter.path.sources import Sources, client_space, describe
 from exporter.path.walk import Fork, IndexedRuleset, Outcome, Walker
 
-STATES = ("ok", "proxied", "misrouted", "dropped", "unreachable", "unknown")
+STATES = ("ok", "proxied", "masqueraded", "misrouted", "dropped", "unreachable", "unknown")
+# The MSS option of a client's SYN on an Ethernet path (MTU 1500 less the IP and TCP headers).
+MSS = {"ipv4": 1460, "ipv6": 1440}
 MAX_CLASSES = 1024  # source classes walked per binding and host address (a bound, not a goal)
 
 
@@ -141,14 +143,14 @@ def _classified(b: Binding, pr: Probe, space: Sources, ctx) -> Verdict:
 
 
 def _through(w: Walker, rulesets, hooks, pkt: Packet, what: str):
-    """Walk `hooks` ((table, chain) pairs) in order; a stop verdict, or None and the packet
-    (whose mark becomes unknown once a rule on the path has set one)."""
+    """Walk `hooks` ((table, chain) pairs) in order; a stop verdict, or None and the packet as
+    the last hook let it go (its marks and conntrack state carried from hook to hook)."""
     for table, chain in hooks:
-        stop = _stopped(w.hook(rulesets, table, chain, pkt), what, chain, pkt.reply)
+        o = w.hook(rulesets, table, chain, pkt)
+        stop = _stopped(o, what, chain, pkt.reply)
         if stop:
             return stop, pkt
-        if w.marked and pkt.mark is not None:
-            pkt = replace(pkt, mark=None)
+        pkt = o.out or pkt
     return None, pkt
 
 
@@ -168,14 +170,20 @@ def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding) -> Ve
         dst_local=not routed,
         src_local=False,
         tcp_flags=frozenset({"SYN"}),
+        mss=MSS[b.family] if b.protocol == "tcp" else None,
     )
     pre = [("raw", "PREROUTING"), ("mangle", "PREROUTING")]
     stop, pkt = _through(w, rulesets, pre, pkt, "the connection is")
     if stop:
         return stop
+    if pkt.ctstate == "UNTRACKED":  # no conntrack, no NAT: the packet stays addressed as sent
+        if routed:
+            return _forward(b, rulesets, w, pkt, None, forwarding)
+        return _local(b, daemon, rulesets, w, pkt)
     nat = w.hook(rulesets, "nat", "PREROUTING", pkt)
-    if nat.verdict == "UNKNOWN":
-        return _unknown(nat)
+    stop = _stopped(nat, "the connection is", "PREROUTING")
+    if stop:
+        return stop
     if nat.verdict == "REDIRECT":
         why = f"{_rule_desc(nat)} redirects it to a local port"
         return Verdict("misrouted", "redirected", why, nat.rule.text, nat.owner)
@@ -187,7 +195,8 @@ def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding) -> Ve
             dest = f"{addr}:{port}{whose} instead of {b.container_ip}:{b.container_port}"
             why = f"{_rule_desc(nat)} sends it to {dest}"
             return Verdict("misrouted", "shadowed_by_dnat", why, nat.rule.text, nat.owner)
-        return _forward(b, rulesets, w, pkt, nat, forwarding)
+        return _forward(b, rulesets, w, nat.out or pkt, nat, forwarding)
+    pkt = nat.out or pkt
     if routed:
         return _forward(b, rulesets, w, pkt, None, forwarding)
     return _local(b, daemon, rulesets, w, pkt)
@@ -215,6 +224,44 @@ def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat, forwarding) -> V
     stop = _stopped(o, "after translation the connection is", "FORWARD")
     if stop:
         return stop
+    snat, fwd = _postrouting(w, rulesets, o.out or fwd)
+    if isinstance(snat, Verdict):
+        return snat
+    stop = _replies(b, rulesets, w, pkt, fwd)
+    if stop:
+        return stop
+    how = f"DNAT by {nat.rule.ref}" if nat and nat.rule else "routed"
+    if fwd.ctstate == "UNTRACKED":
+        how += f" untracked (by {fwd.untracked_by})"
+    accepted = o.rule.ref if o.rule else o.why or "policy"
+    rule = nat.rule.text if nat and nat.rule else ""
+    if snat is not None:
+        why = (f"{how}, accepted by {accepted}, then {_rule_desc(snat)} rewrites the source: "
+               "the container sees a host address, not the client's")  # fmt: skip
+        text = snat.rule.text if snat.rule else rule
+        return Verdict("masqueraded", "source_nat", why, text, snat.owner)
+    code = "routed_accepted" if b.design == DESIGN_ROUTED else "dnat_accepted"
+    return Verdict("ok", code, f"{how}, accepted by {accepted}", rule)
+
+
+def _postrouting(w: Walker, rulesets, fwd: Packet):
+    """mangle and nat POSTROUTING towards the bridge: a stop Verdict, or the source NAT rule
+    that applies (None: none), and the packet."""
+    what = "on its way to the bridge the connection is"
+    stop, fwd = _through(w, rulesets, [("mangle", "POSTROUTING")], fwd, what)
+    if stop or fwd.ctstate == "UNTRACKED":  # nat hooks never see an untracked packet
+        return stop, fwd
+    o = w.hook(rulesets, "nat", "POSTROUTING", fwd)
+    stop = _stopped(o, what, "POSTROUTING")
+    if stop:
+        return stop, fwd
+    return (o if o.verdict == "NAT" else None), o.out or fwd
+
+
+def _replies(b: Binding, rulesets, w: Walker, pkt: Packet, fwd: Packet) -> Verdict | None:
+    """The container's SYN-ACK: a new packet (mark 0) of the same connection (its ct mark),
+    ESTABLISHED; INVALID when the connection was not tracked (a lone SYN-ACK opens nothing)."""
+    tracked = fwd.ctstate != "UNTRACKED"
     reply = replace(
         fwd,
         src=b.container_ip,
@@ -223,20 +270,17 @@ def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat, forwarding) -> V
         dport=None,
         iif=b.bridge,
         oif=pkt.iif,
-        ctstate="ESTABLISHED",
+        ctstate="ESTABLISHED" if tracked else "INVALID",
         tcp_flags=frozenset({"SYN", "ACK"}),
         reply=True,
+        mark=0,
+        ctmark=fwd.ctmark if tracked else 0,
+        mss=MSS[b.family] if b.protocol == "tcp" else None,
     )
     back = [("raw", "PREROUTING"), ("mangle", "PREROUTING")]
     stop, reply = _through(w, rulesets, back, reply, "the container's replies are")
-    stop = stop or _through(w, rulesets, hooks, reply, "the replies are")[0]
-    if stop:
-        return stop
-    how = f"DNAT by {nat.rule.ref}" if nat and nat.rule else "routed"
-    accepted = o.rule.ref if o.rule else o.why or "policy"
-    code = "routed_accepted" if b.design == DESIGN_ROUTED else "dnat_accepted"
-    rule = nat.rule.text if nat and nat.rule else ""
-    return Verdict("ok", code, f"{how}, accepted by {accepted}", rule)
+    hooks = [("mangle", "FORWARD"), ("filter", "FORWARD")]
+    return stop or _through(w, rulesets, hooks, reply, "the replies are")[0]
 
 
 def _local(b: Binding, daemon: Daemon, rulesets, w: Walker, pkt: Packet) -> Verdict:
@@ -246,14 +290,20 @@ def _local(b: Binding, daemon: Daemon, rulesets, w: Walker, pkt: Packet) -> Verd
     if stop:
         return stop
     serves, how = proxy_serves(b, daemon)
+    none, untracked = "no DNAT applies", pkt.ctstate == "UNTRACKED"
+    if untracked:
+        none = f"the connection is untracked (by {pkt.untracked_by}), so no DNAT applies"
     if serves is None:
-        return Verdict("unknown", "proxy_unknown", f"no DNAT applies and {how}", owner=DOCKER)
+        return Verdict("unknown", "proxy_unknown", f"{none} and {how}", owner=DOCKER)
     if not serves:
-        return Verdict("unreachable", "no_proxy", f"no DNAT applies and {how}", owner=DOCKER)
+        code = "untracked_no_proxy" if untracked else "no_proxy"
+        return Verdict(
+            "unreachable", code, f"{none} and {how}", owner=HOST if untracked else DOCKER
+        )
     if b.design == DESIGN_PROXY:
         return Verdict("ok", "proxy_by_design", f"{b.why}; {how}")
-    why = f"no DNAT applies; {how}: it works but the container sees the host"
-    return Verdict("proxied", "dnat_missing", why)
+    why = f"{none}; {how}: it works but the container sees the host"
+    return Verdict("proxied", "untracked_proxied" if untracked else "dnat_missing", why)
 
 
 def proxy_serves(b: Binding, daemon: Daemon) -> tuple[bool | None, str]:

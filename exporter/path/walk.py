@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from exporter.path.mangle import MUTATING, carry, mangle, mangled, merge
 from exporter.path.matching import (
     LOCAL,
     MAYBE,
@@ -25,10 +26,11 @@ from exporter.rules.lazysave import derived
 from exporter.rules.model import Rule, Ruleset
 from exporter.rules.normalize import norm_addr, norm_proto, split_endpoint
 
-NONTERMINAL = {"", "LOG", "NFLOG", "ULOG", "CT", "NOTRACK", "CHECKSUM", "TRACE", "TCPMSS", "SET",
-               "CLASSIFY", "DSCP", "TOS", "TTL", "HL", "AUDIT", "CONNSECMARK",
-               "SECMARK", "IDLETIMER", "LED", "RATEEST", "TEE", "TCPOPTSTRIP"}  # fmt: skip
+NONTERMINAL = {"", "LOG", "NFLOG", "ULOG", "CHECKSUM", "TRACE", "SET", "CLASSIFY", "DSCP",
+               "TOS", "TTL", "HL", "AUDIT", "CONNSECMARK", "SECMARK", "IDLETIMER", "LED",
+               "RATEEST", "TEE", "TCPOPTSTRIP"}  # fmt: skip
 NAT_DONE = {"SNAT", "MASQUERADE", "NETMAP"}
+TRANSLATED = ("DNAT", "REDIRECT", "NAT")
 MAX_DEPTH, MAX_BRANCHES = 64, 32
 
 
@@ -41,6 +43,7 @@ class Outcome:
     # SPLIT: the outcome for each part of the packet's client class, ((Sources, Outcome), ...)
     parts: tuple = ()
     owner: str = ""  # who set a deciding chain policy (path.owner), "" when a rule decides
+    out: Packet | None = None  # the packet as it leaves (its marks, its conntrack state)
 
     def same(self, other: Outcome) -> bool:
         return self.verdict == other.verdict and self.to == other.to and self.parts == other.parts
@@ -63,7 +66,8 @@ def combine(parts) -> Outcome:
     merged: dict[tuple, tuple[Sources, Outcome]] = {}
     for s, o in parts:
         for ps, po in o.parts if o.verdict == "SPLIT" else ((s, o),):
-            key = (po.verdict, po.to) + ((po.rule, po.why) if po.verdict in STOPS else ())
+            key = (po.verdict, po.to, mangled(po.out))
+            key += (po.rule, po.why) if po.verdict in STOPS else ()
             if key in merged:
                 merged[key] = (merged[key][0] | ps, merged[key][1])
             else:
@@ -194,11 +198,12 @@ class Walker:
     def __init__(self, env: Env) -> None:
         self.env = env
         self.branches = 0
-        self.marked = False  # a MARK/CONNMARK target applied: later mark matches are unknown
 
     def hook(self, rulesets: list[IndexedRuleset], table: str, chain: str, p: Packet) -> Outcome:
-        """Traverse `table`/`chain` in every backend. DROP/REJECT/UNKNOWN anywhere ends the walk;
-        the first DNAT wins, and two backends translating differently is UNKNOWN. When the
+        """Traverse `table`/`chain` in every backend, in hook priority order, the packet leaving
+        one going into the next. DROP/REJECT/UNKNOWN anywhere ends the walk. The first nat
+        chain that translates decides (nf_nat_inet_fn stops there); two that translate
+        differently at the same priority (iptables-nft and legacy) are UNKNOWN. When the
         outcome differs between parts of the packet's client class, raises Fork."""
         whole = client_of(p)
         if whole is None:
@@ -213,7 +218,7 @@ class Walker:
             seen.append((whole, o))
         if o.verdict == "SPLIT":
             raise Fork(tuple(s for s, _ in o.parts))
-        return self.owned(o)
+        return self.owned(replace(o, out=carry(p, o.out)) if o.out else o)
 
     def owned(self, o: Outcome) -> Outcome:
         """`o` with the owner of its deciding rule (path.owner)."""
@@ -221,9 +226,14 @@ class Walker:
             return o
         return replace(o, owner=rule_owner(o.rule, self.env.user_chains, self.env.bridges))
 
-    def _hook(self, rulesets, start: int, table: str, chain: str, p: Packet, result: Outcome):
+    def _hook(self, rulesets, start: int, table: str, chain: str, p: Packet, result: Outcome,
+              first: int | None = None):  # fmt: skip
+        """From backend `start` on; `first`: the order of the backend that translated."""
         for k in range(start, len(rulesets)):
             irs = rulesets[k]
+            order = getattr(irs.rs, "order", 0)
+            if first is not None and order > first:
+                break  # a later nat chain: the translation is done
             bad = irs.unreadable.get(table) or irs.unreadable.get("")
             if bad:
                 return Outcome("UNKNOWN", why=f"{irs.rs.backend} {table} table unreadable: {bad}")
@@ -235,13 +245,19 @@ class Walker:
                 out = []
                 for s, po in o.parts:
                     stop, res = self._settle(irs, table, chain, po, result)
-                    rest = stop or self._hook(rulesets, k + 1, table, chain, narrow(p, s), res)
+                    f = order if first is None and res and res.verdict in TRANSLATED else first
+                    rest = stop or self._hook(
+                        rulesets, k + 1, table, chain, carry(narrow(p, s), po.out), res, f
+                    )
                     out.append((s, rest))
                 return combine(out)
             stop, result = self._settle(irs, table, chain, o, result)
             if stop:
                 return stop
-        return result
+            p = carry(p, o.out)
+            if first is None and result.verdict in TRANSLATED:
+                first = order
+        return replace(result, out=p)
 
     def _settle(self, irs, table: str, chain: str, o: Outcome, result: Outcome):
         """One backend's outcome at a hook: (a stop, None) or (None, the hook's result so far)."""
@@ -249,18 +265,18 @@ class Walker:
             policy = irs.rs.tables[table].chains[chain].policy
             why = f"{table}/{chain} policy {policy} ({irs.rs.backend})"
             verdict = "DROP" if policy == "DROP" else "ACCEPT"
-            o = Outcome(verdict, why=why, owner=policy_owner(irs.rs))
+            o = Outcome(verdict, why=why, owner=policy_owner(irs.rs), out=o.out)
         if o.verdict in STOPS:
             return o, None
-        if o.verdict in ("DNAT", "REDIRECT"):
-            if result.verdict in ("DNAT", "REDIRECT") and not result.same(o):
+        if result.verdict in TRANSLATED:
+            if o.verdict in TRANSLATED and not result.same(o):
                 why = f"{result.rule.ref} and {o.rule.ref} translate differently (2 backends)"
                 return Outcome("UNKNOWN", o.rule, why=why), None
+            return None, result
+        if o.verdict in TRANSLATED:
             return None, o
-        if result.verdict == "ACCEPT" and result.rule is None and o.rule is not None:
+        if result.rule is None and (o.rule is not None or not result.why):
             return None, o  # name a rule that accepted rather than another backend's policy
-        if result.verdict == "ACCEPT" and result.rule is None and not result.why:
-            return None, o
         return None, result
 
     def run(self, irs, table: str, rules, i: int, p: Packet, depth: int) -> Outcome:
@@ -286,13 +302,14 @@ class Walker:
                     return Outcome("UNKNOWN", r, why="too many rules the exporter cannot decide")
                 taken = res if res is not None else self.run(irs, table, rules, i, p2, depth)
                 skipped = self.run(irs, table, rules, i, p, depth)
-                if taken.same(skipped):
-                    return taken
+                out = merge(taken.out, skipped.out)
+                if taken.same(skipped) and (out is not None or taken.out is None):
+                    return replace(taken, out=out)
                 return Outcome("UNKNOWN", r, why=f"{r.ref} may or may not apply: {why}")
             if res is not None:
                 return res
             p = p2
-        return Outcome("RETURN")
+        return Outcome("RETURN", out=p)
 
     def _resume(self, irs, table: str, rules, i: int, p: Packet, depth: int, res: Outcome):
         """After a jump whose chain returned for some parts of the client class: those parts
@@ -300,7 +317,7 @@ class Walker:
         out = []
         for s, o in res.parts:
             if o.verdict == "RETURN":
-                o = self.run(irs, table, rules, i, narrow(p, s), depth)
+                o = self.run(irs, table, rules, i, carry(narrow(p, s), o.out), depth)
             out.append((s, o))
         return combine(out)
 
@@ -310,23 +327,19 @@ class Walker:
             return Outcome("UNKNOWN", r, why=f"{r.ref} could not be parsed"), p
         if t in NONTERMINAL:
             return None, p
-        if t == "MARK":
-            self.marked = True
-            return None, replace(p, mark=_set_mark(p.mark, r.target_opt("--set-xmark")))
-        if t == "CONNMARK":
-            self.marked = True
-            return None, replace(p, mark=None)
+        if t in MUTATING:
+            return None, mangle(table, r, p, getattr(irs.rs, "priority", None))
         if t in ("ACCEPT", "DROP", "REJECT", "RETURN"):
-            return Outcome(t, r), p
+            return Outcome(t, r, out=p), p
         if t == "DNAT" and table == "nat":
             to = split_endpoint(r.target_opt("--to-destination") or "")
             if to is None:
                 return Outcome("UNKNOWN", r, why=f"{r.ref}: DNAT destination not understood"), p
-            return Outcome("DNAT", r, to), p
+            return Outcome("DNAT", r, to, out=p), p
         if t == "REDIRECT" and table == "nat":
-            return Outcome("REDIRECT", r), p
+            return Outcome("REDIRECT", r, out=p), p
         if t in NAT_DONE and table == "nat":
-            return Outcome("NAT", r), p
+            return Outcome("NAT", r, out=p), p
         sub = irs.chain(table, t)
         if sub is None:
             return Outcome("UNKNOWN", r, why=f"{r.ref}: target {t} not understood"), p
@@ -334,7 +347,7 @@ class Walker:
             return Outcome("UNKNOWN", r, why="jump chain too deep (loop?)"), p
         o = self.run(irs, table, sub.candidates(p), 0, p, depth + 1)
         if o.verdict == "RETURN" and not r.goto:
-            return None, p
+            return None, carry(p, o.out)
         return o, p
 
 
@@ -343,14 +356,3 @@ def _blank(p: Packet) -> Packet:
     if type(p.src) is Sources:
         return replace(p, src="<class>")
     return replace(p, dst="<class>")
-
-
-def _set_mark(mark: int | None, spec: str | None) -> int | None:
-    if mark is None or not spec:
-        return None
-    value, _, mask = spec.partition("/")
-    try:
-        v, m = int(value, 0), int(mask, 0) if mask else 0xFFFFFFFF
-    except ValueError:
-        return None
-    return (mark & ~m & 0xFFFFFFFF) ^ v

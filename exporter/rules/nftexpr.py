@@ -31,7 +31,8 @@ ETHERTYPE = {"ip": "ipv4", "ip6": "ipv6", 2048: "ipv4", 34525: "ipv6"}
 VERDICT = {"accept": "ACCEPT", "drop": "DROP", "reject": "REJECT", "return": "RETURN",
            "continue": "", "queue": "NFQUEUE"}  # fmt: skip
 NAT = {"masquerade": "MASQUERADE", "snat": "SNAT", "redirect": "REDIRECT", "dnat": "DNAT"}
-SIDE_EFFECTS = {"counter", "log", "notrack", "set", "map", "dup", "last", "secmark", "objref"}
+SIDE_EFFECTS = {"counter", "log", "set", "map", "dup", "last", "secmark", "objref"}
+MARK_OPS = {"|": "or", "&": "and", "^": "xor"}
 RATE = {"limit": "limit", "quota": "quota", "ct count": "connlimit"}
 TCP_FLAGS = {"fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"}
 
@@ -55,7 +56,7 @@ def translate(exprs, family: str, sets: Mapping[str, list]) -> list[Alt]:
         return [Alt((unknown("rule without an expression list"),), UNKNOWN)]
     alts: list[tuple[Cond, ...]] = [()]
     action: tuple | None = None
-    mark: tuple | None = None
+    pre: list[tuple] = []  # MARK, CONNMARK, CT --notrack, TCPMSS: before the verdict
     vmap, opaque = None, False
     for e in exprs:
         key, val = _stmt(e)
@@ -69,6 +70,8 @@ def translate(exprs, family: str, sets: Mapping[str, list]) -> list[Alt]:
             alts = _cross(alts, options, val)
         elif key in SIDE_EFFECTS:
             continue
+        elif key == "notrack":
+            pre.append(("CT", (("--notrack", ()),)))
         elif key in RATE:
             alts = _cross(alts, [(Cond("--" + key, (stmt_text(e),), False, RATE[key]),)], val)
         elif key in VERDICT or key in ("jump", "goto"):
@@ -80,29 +83,30 @@ def translate(exprs, family: str, sets: Mapping[str, list]) -> list[Alt]:
         elif key == "vmap" and isinstance(val, dict):
             vmap = val
         elif key == "mangle" and isinstance(val, dict):
-            mark = _mangle(val)
-            if mark is not None and mark[0] == UNKNOWN:
-                action, mark = mark, None
+            step = _mangle(val)
+            if step is not None and step[0] == UNKNOWN:
+                action = step
+            elif step is not None:
+                pre.append(step)
         else:  # a statement not modelled: whatever it does, the walker must not guess
             opaque = True
             alts = _cross(alts, [(unknown(stmt_text(e)),)], e)
     if vmap is not None:
         return _vmap_alts(alts, vmap, family, sets)
-    return _finish(alts, (UNKNOWN, (), False) if opaque else action or ("", (), False), mark)
+    return _finish(alts, (UNKNOWN, (), False) if opaque else action or ("", (), False), pre)
 
 
-def _finish(alts, action: tuple, mark: tuple | None) -> list[Alt]:
-    """`meta mark set N accept` is two steps for the walker: MARK, then the verdict."""
+def _finish(alts, action: tuple, pre: list[tuple]) -> list[Alt]:
+    """`meta mark set N accept` is two steps for the walker: MARK, then the verdict. Each step
+    re-reads the rule's matches, which a mark match would read changed."""
     target, topts, goto = action
     out = []
     for conds in alts:
-        if mark is not None:
-            out.append(Alt(conds, "MARK", mark[1]))
-            if not target:
-                continue
-            if any(c.option == "--mark" for c in conds):  # re-read after the mark changed
+        steps = [*pre, (target, topts)] if target or not pre else list(pre)
+        for n, (t, opts) in enumerate(steps):
+            if n and any(c.option in ("--mark", "--mss") for c in conds):
                 conds = (*conds, unknown("a mark match in a rule that sets the mark"))
-        out.append(Alt(conds, target, topts, goto))
+            out.append(Alt(conds, t, opts, goto if n == len(pre) else False))
     return out
 
 
@@ -156,13 +160,53 @@ def _nat(key: str, val, family: str) -> tuple | None:
 
 
 def _mangle(val: dict) -> tuple | None:
+    """A `... set ...` statement as an iptables target: (target, options), (UNKNOWN, ...) for
+    one that rewrites what the walker cannot follow, None for one the packet does not carry."""
     key, value = val.get("key"), val.get("value")
-    if isinstance(key, dict) and "meta" in key and (key.get("meta") or {}).get("key") == "mark":
-        spec = f"0x{value:x}/0xffffffff" if isinstance(value, int) and value >= 0 else "?"
-        return ("MARK", (("--set-xmark", (spec,)),), False)
+    which = _mark_key(key)
+    if which is not None:
+        return _mark_set(which, value)
+    if isinstance(key, dict) and isinstance(key.get("tcp option"), dict):
+        opt = key["tcp option"]
+        if (opt.get("name"), opt.get("field")) != ("maxseg", "size"):
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return ("TCPMSS", (("--set-mss", (str(value),)),))
+        return ("TCPMSS", (("--clamp-mss-to-pmtu", ()),))
     if isinstance(key, dict) and "payload" in key:
         return (UNKNOWN, (), False)  # stateless rewriting of addresses or ports
-    return None  # ct mark, priority, dscp...: nothing the modelled packet carries
+    return None  # priority, dscp...: nothing the modelled packet carries
+
+
+def _mark_key(x) -> str | None:
+    """ "meta" for `meta mark`, "ct" for `ct mark`, None for anything else."""
+    if isinstance(x, dict) and len(x) == 1:
+        ((k, v),) = x.items()
+        if k in ("meta", "ct") and isinstance(v, dict) and v.get("key") == "mark":
+            return k
+    return None
+
+
+def _mark_set(which: str, value) -> tuple:
+    """`meta mark set ...` → MARK, `ct mark set ...` → CONNMARK, as iptables-save prints them:
+    a constant or an or/and/xor of the same mark is --set-xmark value/mask; the other mark
+    copied is CONNMARK --save-mark (ct ← meta) or --restore-mark (meta ← ct)."""
+    target = "MARK" if which == "meta" else "CONNMARK"
+    spec = "?"  # anything else: the walker makes the mark unknown
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        spec = f"0x{value:x}/0xffffffff"
+    elif isinstance(value, dict) and len(value) == 1:
+        ((op, args),) = value.items()
+        if op in MARK_OPS and isinstance(args, list) and len(args) == 2:
+            inner, n = args
+            if _mark_key(inner) == which and isinstance(n, int) and not isinstance(n, bool):
+                v, m = {"|": (n, n), "&": (0, ~n & 0xFFFFFFFF), "^": (n, 0)}[op]
+                spec = f"0x{v:x}/0x{m:x}"
+        elif _mark_key(value) not in (None, which):
+            copy = "--restore-mark" if which == "meta" else "--save-mark"
+            masks = (("--nfmask", ("0xffffffff",)), ("--ctmask", ("0xffffffff",)))
+            return ("CONNMARK", ((copy, ()), *masks))
+    return (target, (("--set-xmark", (spec,)),))
 
 
 def _vmap_alts(alts, vmap: dict, family: str, sets) -> list[Alt]:
@@ -224,9 +268,11 @@ def classify(left, family: str) -> tuple[str, object, tuple[Cond, ...]]:
     if key == "payload":
         return _classify_payload(val.get("protocol"), val.get("field"), family)
     if key == "ct":
-        return {"state": ("ctstate", None, ()), "status": ("ctstatus", None, ())}.get(
-            val.get("key"), ("?", None, ())
-        )
+        kinds = {"state": "ctstate", "status": "ctstatus", "mark": "ctmark"}
+        kind = kinds.get(val.get("key"))
+        return (kind, None, ()) if kind else ("?", None, ())
+    if key == "tcp option" and (val.get("name"), val.get("field")) == ("maxseg", "size"):
+        return "mss", None, (Cond("-p", ("tcp",)),)
     if key == "fib" and val.get("result") == "type":
         flags = val.get("flags") or []
         if flags in (["daddr"], ["saddr"]):
@@ -238,8 +284,8 @@ def _classify_masked(val, family: str):
     """`meta mark & 0xff` and `tcp flags & (syn | ack)`."""
     if isinstance(val, list) and len(val) == 2:
         inner = classify(val[0], family)
-        if inner[0] == "mark" and isinstance(val[1], int) and not isinstance(val[1], bool):
-            return "mark", val[1], ()
+        if inner[0] in ("mark", "ctmark") and isinstance(val[1], int) and val[1] is not True:
+            return inner[0], val[1], ()
         if inner[0] == "tcpflags" and isinstance(val[1], str | list):
             return "tcpflags", val[1], inner[2]
     return "?", None, ()
@@ -417,13 +463,22 @@ def _m_addrtype(op, option, values, family):
     return [(Cond(option, (",".join(w.upper() for w in words),), op == "!=", "addrtype"),)]
 
 
-def _m_mark(op, mask, values, family):
+def _m_mark(op, mask, values, family, module="mark"):
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return None
     suffix = f"/0x{mask:x}" if isinstance(mask, int) else ""
     return _positive_or_all_negated(
-        op, [Cond("--mark", (f"0x{v:x}{suffix}",), False, "mark") for v in values]
+        op, [Cond("--mark", (f"0x{v:x}{suffix}",), False, module) for v in values]
     )
+
+
+def _m_ctmark(op, mask, values, family):
+    return _m_mark(op, mask, values, family, "connmark")
+
+
+def _m_mss(op, _arg, values, family):
+    spec = _port_spec(op, values)
+    return None if spec is None else [(Cond("--mss", (spec,), op == "!=", "tcpmss"),)]
 
 
 def _m_pkttype(op, _arg, values, family):
@@ -460,6 +515,8 @@ _KINDS = {
     "ctstatus": _m_ctstatus,
     "addrtype": _m_addrtype,
     "mark": _m_mark,
+    "ctmark": _m_ctmark,
+    "mss": _m_mss,
     "pkttype": _m_pkttype,
     "tcpflags": _m_tcpflags,
 }

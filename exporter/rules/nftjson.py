@@ -22,7 +22,7 @@ from exporter.rules.nftprint import rule_text
 
 TABLE_FAMILIES = {"ip": ("ipv4",), "ip6": ("ipv6",), "inet": ("ipv4", "ipv6")}
 IPTABLES_TABLES = ("filter", "nat", "raw", "mangle", "security")  # owned by iptables-nft
-WALKED_HOOKS = ("ingress", "prerouting", "input", "forward")
+WALKED_HOOKS = ("ingress", "prerouting", "input", "forward", "postrouting")
 # Priorities of the iptables tables at their hooks (NF_IP_PRI_*), which `order` is relative to.
 RAW, MANGLE, DSTNAT, FILTER = -300, -150, -100, 0
 FIRST = -1_000_000  # ingress: before anything at prerouting

@@ -77,6 +77,11 @@ def expr_text(x) -> str:
             return f"{expr_text(val[0])} & {value_text(val[1])}"
         if key == "concat" and isinstance(val, list):
             return " . ".join(expr_text(v) for v in val)
+        if key == "numgen" and isinstance(val, dict):
+            offset = f" offset {val['offset']}" if val.get("offset") else ""
+            return f"numgen {val.get('mode', '?')} mod {val.get('mod', '?')}{offset}"
+        if key == "tcp option" and isinstance(val, dict):
+            return f"tcp option {val.get('name', '?')} {val.get('field', '?')}".rstrip()
     return _json(x)
 
 

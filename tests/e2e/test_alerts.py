@@ -202,6 +202,7 @@ def test_metrics_doc_parses():
     assert documented_states() == {
         "ok",
         "proxied",
+        "masqueraded",
         "misrouted",
         "dropped",
         "unreachable",
@@ -239,7 +240,7 @@ def test_promtool_check_rules():
     result = run([need("promtool"), "check", "rules", str(RULES)])
     assert result.returncode == 0, result.stdout + result.stderr
     found = re.search(r"SUCCESS: (\d+) rules found", result.stdout)
-    assert found and int(found.group(1)) == len(all_rules()) == 15
+    assert found and int(found.group(1)) == len(all_rules()) == 16
 
 
 def test_alert_conventions():
@@ -379,6 +380,7 @@ def test_inhibition_sources_and_targets_exist():
     assert {n for n, labels in alerts.items() if labels["scope"] == "port"} == {
         "DockerNatPublishedPortBroken",
         "DockerNatPublishedPortProxied",
+        "DockerNatPublishedPortMasqueraded",
         "DockerNatPortStateUnknown",
         "DockerNatPortRuleMissing",
     }

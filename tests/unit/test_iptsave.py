@@ -320,14 +320,18 @@ def test_garbled_rule_in_forward_is_unknown():
 
 
 def test_garbled_rule_in_a_chain_the_packet_skips_changes_nothing():
-    # nat OUTPUT (local clients) and POSTROUTING are not on a remote client's path
-    bad = [
-        "-A OUTPUT ! ! -d 127.0.0.0/8 -j DOCKER",
-        "-A POSTROUTING -p tcp --dport 80 -j MASQUERADE",
-    ]
-    text = insert_before(BASE_G27, "-A DOCKER -i docker0 -j RETURN", *bad)
-    assert len(parse_save(text, "ipv4", "nf_tables").errors) == 2
+    # nat OUTPUT (local clients) is not on a remote client's path
+    bad = "-A OUTPUT ! ! -d 127.0.0.0/8 -j DOCKER"
+    text = insert_before(BASE_G27, "-A DOCKER -i docker0 -j RETURN", bad)
+    assert len(parse_save(text, "ipv4", "nf_tables").errors) == 1
     assert web_verdict(text).state == "ok"
+
+
+def test_garbled_rule_in_nat_postrouting_is_unknown():
+    # nat POSTROUTING is on the inbound path: the rule could be a source NAT towards the bridge
+    bad = "-A POSTROUTING -p tcp --dport 80 -j MASQUERADE"  # --dport without -m tcp
+    v = web_verdict(insert_before(BASE_G27, "-A DOCKER -i docker0 -j RETURN", bad))
+    assert v.state == "unknown" and "nat/POSTROUTING #3" in v.reason, v
 
 
 def test_garbled_rule_on_the_reply_path_is_unknown():

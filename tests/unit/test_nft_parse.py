@@ -524,7 +524,7 @@ def test_foreign_forward_chain_is_unknown_where_it_cannot_decide():
     # ...an untranslated one goes on, to a reverse-path check the model cannot decide
     o = walk("foreign", "filter", "FORWARD", p)
     assert o.verdict == "UNKNOWN"
-    assert o.why.startswith("inet filter/forward #4 may or may not apply: ?nft fib saddr")
+    assert o.why.startswith("inet filter/forward #4 may or may not apply: nft `fib saddr")
     assert walk("foreign", "filter", "FORWARD", replace(p, oif="wan0")).verdict == "DROP"
     # ...but where both ways end alike, the answer is decided: lan0 is accepted either way
     assert walk("foreign", "filter", "FORWARD", replace(p, oif="lan0")).verdict == "ACCEPT"
