@@ -66,6 +66,10 @@ def summarise(classes: list[SourceClass], space: Sources) -> Summary:
         reason = f"from {describe(c.sources, space)}: {c.reason}"
         return Summary(c.state, c.code, reason, c.rule, c.owner, exposure, shown)
     refused = sorted((c for c in classes if refused_by_policy(c)), key=_biggest)
+    if reach and not refused:  # every source reaches it, some in a worse way than others
+        c = _worst(reach)
+        reason = f"from {describe(c.sources, space)}: {c.reason}"
+        return Summary(c.state, c.code, reason, c.rule, c.owner, exposure, shown)
     if reach:
         c = _worst(reach)
         why = refused[0]

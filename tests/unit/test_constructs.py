@@ -279,3 +279,28 @@ def test_native_construct(chains, state, reason):
     assert v.state == state, v
     for part in reason:
         assert part in v.reason, v
+
+
+# --- marks and source classes -------------------------------------------------------------
+
+
+def test_a_mark_set_for_some_sources_splits_the_classes():
+    # 10.0.0.0/8 gets the mark and DOCKER-USER refuses marked packets: policy for that class,
+    # every other source reaches the port
+    mark = "-A PREROUTING -s 10.0.0.0/8 -j MARK --set-xmark 0x10/0xffffffff"
+    text = user(table(BASE_G27, "mangle", mark), "-m mark --mark 0x10 -j DROP")
+    v = web_verdict(text)
+    assert v.state == "ok", v
+    states = {c.state for c in v.classes}
+    assert states == {"ok", "dropped"}, v.classes
+    dropped = next(c for c in v.classes if c.state == "dropped")
+    assert repr(dropped.sources) == "Sources(10.0.0.0/8)", dropped
+    assert "other sources" in v.reason and "filter/DOCKER-USER #1" in v.reason, v
+
+
+def test_some_sources_proxied_others_translated_is_proxied_for_those():
+    # a RETURN for 10.0.0.0/8 ahead of the DNAT: those reach docker-proxy, the rest the DNAT
+    ret = "-A DOCKER -s 10.0.0.0/8 -j RETURN"
+    v = web_verdict(insert_before(BASE_G27, "-A DOCKER -i docker0 -j RETURN", ret))
+    assert v.state == "proxied", v
+    assert v.reason.startswith("from 10.0.0.0/8: no DNAT applies"), v
