@@ -18,6 +18,7 @@ from exporter.project import doc_url
 COLOURS = {
     "ok": "#1a7f37",
     "proxied": "#9a6700",
+    "masqueraded": "#7d4e00",
     "misrouted": "#bc4c00",
     "dropped": "#cf222e",
     "unreachable": "#82071e",
@@ -25,6 +26,7 @@ COLOURS = {
 }
 RUNBOOK = {  # the alert each state raises (docs/runbook.md)
     "proxied": "dockernatpublishedportproxied",
+    "masqueraded": "dockernatpublishedportmasqueraded",
     "misrouted": "dockernatpublishedportbroken",
     "dropped": "dockernatpublishedportbroken",
     "unreachable": "dockernatpublishedportbroken",
