@@ -6,6 +6,9 @@
 #     -v /var/run/docker.sock:/var/run/docker.sock:ro -v /:/host:ro,rslave \
 #     --read-only docker-nat-exporter:latest
 #
+# Build args: VERSION, REVISION, CREATED (labels), PROJECT_URL (the project's home, for the
+# source and documentation labels), EXTRA_PACKAGES, BUILD_CA_CERTS, BASE_IMAGE.
+#
 # Base image: the tag is used as is. For a reproducible build pin it by digest, e.g.
 #   docker build --build-arg BASE_IMAGE=debian:bookworm-slim@sha256:<digest> .
 # (the digest of the tag you tested: `docker buildx imagetools inspect debian:bookworm-slim`,
@@ -25,7 +28,7 @@ RUN if [ -n "$BUILD_CA_CERTS" ]; then \
       printf '%s\n' "$BUILD_CA_CERTS" >> /etc/ssl/certs/ca-certificates.crt; fi \
  && python3 -m venv /opt/docker-nat-exporter
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
 RUN /opt/docker-nat-exporter/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/docker-nat-exporter/bin/pip install /wheels/docker_nat_exporter-*.whl \
@@ -41,14 +44,18 @@ ARG CREATED=""
 # Extra Debian packages, e.g. EXTRA_PACKAGES=rpm to read BerkeleyDB rpm databases (RHEL 8,
 # CentOS 7 hosts); RHEL 9, Fedora and dpkg/apk/pacman hosts need nothing extra.
 ARG EXTRA_PACKAGES=""
+# The project's home, for the source and documentation labels (a fork passes its own; the same
+# base as `docker-nat-exporter alerts --base-url` and exporter/project.py).
+ARG PROJECT_URL=https://github.com/docker-nat-exporter/docker-nat-exporter
 LABEL org.opencontainers.image.title="docker-nat-exporter" \
       org.opencontainers.image.description="Prometheus exporter that checks every published Docker port against the NAT/filter rules the kernel holds" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.source="https://github.com/docker-nat-exporter/docker-nat-exporter" \
-      org.opencontainers.image.documentation="https://github.com/docker-nat-exporter/docker-nat-exporter/blob/main/docs/deploy.md" \
+      org.opencontainers.image.url="${PROJECT_URL}" \
+      org.opencontainers.image.source="${PROJECT_URL}" \
+      org.opencontainers.image.documentation="${PROJECT_URL}/blob/main/docs/deploy.md" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 # iptables: iptables-nft-save and iptables-legacy-save (both families); nftables: `nft monitor`;
 # iproute2: `ip -j addr`. The image's own iptables only reads rules: the host's build is

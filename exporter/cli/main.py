@@ -1,4 +1,5 @@
-"""Command line: `serve` (the default) runs the exporter, `check` prints the verdicts."""
+"""Command line: `serve` (the default) runs the exporter, `check` prints the verdicts, `alerts`
+prints the Prometheus alerting rules."""
 
 from __future__ import annotations
 
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--ip6tables-save", metavar="FILE", help="use saved ip6tables-save output")
     check.add_argument("--nft-ruleset", metavar="FILE", help="use saved `nft -j list ruleset`")
     check.add_argument("--save-docker-state", metavar="FILE", help="also save Docker's answers")
+    from exporter.alerts import build_parser as alerts_parser
+
+    alerts_parser(sub.add_parser("alerts", help="print the Prometheus alerting rules"))
     return p
 
 
@@ -85,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["serve", *argv]
     ns = build_parser().parse_args(argv)
     try:
+        if ns.command == "alerts":
+            from exporter.alerts import write
+
+            return write(ns)
         if ns.command == "check":
             from exporter.cli.check import run_check
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -20,6 +22,9 @@ import pytest
 import yaml
 from support.util import require_or_skip
 
+from exporter import alerts
+from exporter.project import doc_url
+
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
 RULES = ALERTS / "docker-nat.rules.yml"
@@ -27,7 +32,7 @@ UNIT_TESTS = sorted((ALERTS / "tests").glob("*.yaml"))
 AM_CONFIG = ALERTS / "alertmanager.example.yml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
-RUNBOOK_URL = "https://github.com/docker-nat-exporter/docker-nat-exporter/blob/main/docs/runbook.md"
+RUNBOOK_URL = doc_url("runbook.md")
 PROMETHEUS_METRICS = {"up"}  # written by Prometheus itself, not by the exporter
 TIMEOUT = 60
 
@@ -139,6 +144,7 @@ def need(binary: str) -> str:
 
 
 def load_build():
+    """alerts/build.py, the source checkout's way to regenerate the committed rule file."""
     spec = importlib.util.spec_from_file_location("docker_nat_alerts_build", ALERTS / "build.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -213,19 +219,38 @@ def test_metrics_doc_parses():
 # ---- the rule file ------------------------------------------------------------------------------
 
 
-def test_rule_file_is_generated_from_build_py():
-    build = load_build()
+def test_rule_file_is_generated_from_the_package(tmp_path):
     text = RULES.read_text(encoding="utf-8")
-    assert text == build.render(), (
+    assert text == alerts.render(), (
         "alerts/docker-nat.rules.yml is stale: run python alerts/build.py"
     )
-    assert yaml.safe_load(text) == build.rules(), "the YAML emitter changed a string"
+    assert yaml.safe_load(text) == alerts.rules(), "the YAML emitter changed a string"
+    out = tmp_path / "rules.yml"
+    assert load_build().main(["--output", str(out)]) == 0  # the checkout's script, same text
+    assert out.read_text(encoding="utf-8") == text
+
+
+def test_rules_render_from_the_installed_command(tmp_path):
+    """`docker-nat-exporter alerts` (here `python -m exporter alerts`, run outside the checkout)
+    prints the rules with another base URL for every runbook_url."""
+    base = "https://git.example.org/ops/docker-nat-exporter"
+    p = run([sys.executable, "-m", "exporter", "alerts", "--base-url", base], cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    rules = all_rules(yaml.safe_load(p.stdout))
+    assert len(rules) == len(all_rules())
+    for rule in rules:
+        want = f"{base}/blob/main/docs/runbook.md#{rule['alert'].lower()}"
+        assert rule["annotations"]["runbook_url"] == want
+    out = tmp_path / "rules.yml"
+    out.write_text(p.stdout, encoding="utf-8")
+    result = run([need("promtool"), "check", "rules", str(out)])
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_job_selector_is_configurable_in_one_place(tmp_path):
-    build = load_build()
     out = tmp_path / "custom.rules.yml"
-    assert build.main(["--job-selector", 'job="dnat-prod"', "--output", str(out)]) == 0
+    assert alerts.main(["--job-selector", 'job="dnat-prod"', "--output", str(out)]) == 0
     custom = out.read_text(encoding="utf-8")
     assert 'job="docker-nat"' not in custom and 'docker-nat"' not in custom
     for rule in all_rules(yaml.safe_load(custom)):

@@ -39,13 +39,15 @@ from support.e2estack import (
 from support.lab import Lab
 from support.util import require_or_skip
 
+from exporter.project import doc_url
+
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "alerts" / "docker-nat.rules.yml"
 AM_EXAMPLE = ROOT / "alerts" / "alertmanager.example.yml"
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
-RUNBOOK = "https://github.com/docker-nat-exporter/docker-nat-exporter/blob/main/docs/runbook.md"
+RUNBOOK = doc_url("runbook.md")
 JOB = "docker-nat"  # the job the shipped rules select (job="docker-nat")
 WEB, PORT = "e2eweb", 18080
 STALE_TARGET = "172.17.0.250:80"  # on docker0's subnet, held by no container

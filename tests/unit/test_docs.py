@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pathlib
 import re
+import tomllib
 
+import yaml
 from support.servicefix import FIX
 
-from exporter.config import COMMON, SERVE
+from exporter.config import COMMON, DEFAULT_PORT, SERVE
 from exporter.path.codes import CODES
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -55,3 +57,32 @@ def test_verdicts_doc_lists_every_reason_code():
     block = (ROOT / "docs" / "verdicts.md").read_text().split("## Reason codes", 1)[1]
     rows = re.findall(r"^\| `([a-z_]+)` \| `([a-z]+)` \|", block, re.M)
     assert rows == [(code, c.state) for code, c in CODES.items()]
+
+
+DEPLOY_DOC = (ROOT / "docs" / "deploy.md").read_text()
+
+
+def test_python_floor_is_stated_where_users_install():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    floor = pyproject["project"]["requires-python"].removeprefix(">=")
+    for doc in (README, DEPLOY_DOC):
+        said = re.search(r"Python is older than (\d+\.\d+)\*?\*? \(([^)]*)\)", doc)
+        assert said and said.group(1) == floor, "say which hosts need the image"
+        assert "Ubuntu 22.04" in said.group(2) and "RHEL 9" in said.group(2)
+
+
+def test_deploy_doc_names_the_common_traps():
+    traps = DEPLOY_DOC.split("## Common traps", 1)[1].split("\n## ", 1)[0]
+    assert "--security-opt label=disable" in traps and "docker.sock:ro,z" in traps
+    assert "Never put `:z` or `:Z` on the `/:/host`" in traps
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yml").read_text())
+    listen = compose["services"]["exporter"]["environment"][
+        "DOCKER_NAT_EXPORTER_WEB_LISTEN_ADDRESS"
+    ]
+    assert f'DOCKER_NAT_EXPORTER_WEB_LISTEN_ADDRESS: "{listen}"' in traps
+    assert compose["services"]["prometheus"]["extra_hosts"] == ["host.docker.internal:host-gateway"]
+    project = re.search(r"docker compose -p (\S+) -f deploy/compose.yml", README).group(1)
+    ufw = re.search(r"docker network inspect (\S+) .*\n.*ufw allow from \"\$subnet\" to any port "
+                    r"(\d+) proto tcp", traps)  # fmt: skip
+    assert ufw and ufw.group(1) == f"{project}_default" and int(ufw.group(2)) == DEFAULT_PORT
+    assert "label=disable" in (ROOT / "deploy" / "compose.yml").read_text()
