@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from exporter import __version__
+from exporter import __version__, logs
 from exporter.config import (
     COMMON,
     SERVE,
@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         if ns.command == "check":
             from exporter.cli.check import run_check
 
-            return run_check(ns, refresh_options(ns))
+            opts = refresh_options(ns)  # validates --log.level and --log.format too
+            logs.setup(vars(ns)["log.level"], vars(ns)["log.format"])
+            return run_check(ns, opts)
         from exporter.serve.service import run_service
 
         return run_service(ns, refresh_options(ns))
