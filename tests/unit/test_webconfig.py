@@ -25,9 +25,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.web.security import parse_basic, security_middleware
+from exporter.web.tls import TLS_KEYS
 from exporter.web.webconfig import (
     HTTP_KEYS,
-    TLS_KEYS,
     TOP_KEYS,
     WebConfig,
     WebConfigError,
