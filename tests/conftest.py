@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from support.lab import Lab, LabError, sweep_stale
+from support.noskip import pytest_runtest_makereport  # noqa: F401  (CI=true: no skips)
 from support.util import require_lab
 
 
