@@ -15,23 +15,31 @@ from exporter.path.matching import Packet
 from exporter.rules.model import Rule
 
 MASK32 = 0xFFFFFFFF
-# Conntrack's hook priority at prerouting: a native notrack at this or a later priority comes
-# after the connection was looked up, and the kernel ignores it (nft_notrack_eval).
+# Conntrack's hook priority at prerouting: a native chain at a lower one (or iptables' raw
+# table) runs before the packet has a connection: notrack works there, and only there
+# (nft_notrack_eval), while a connection mark can be neither set nor matched (xt_CONNMARK).
 CONNTRACK_PRIORITY = -200
 MUTATING = frozenset({"MARK", "CONNMARK", "NOTRACK", "CT", "TCPMSS"})
 
 
-def mangle(table: str, r: Rule, p: Packet, priority: int | None) -> Packet:
-    """The packet after `r`'s target (one of MUTATING); `priority`: the native base chain's
-    hook priority, None for iptables (whose raw table runs before conntrack)."""
+def before_conntrack(table: str, rs) -> bool:
+    """Whether `rs`'s chain at `table`'s hook runs before conntrack: iptables' raw table, a
+    native ingress chain or prerouting chain below priority -200."""
+    if table != "raw":
+        return False
+    hook = getattr(rs, "hook", "")
+    return not hook or hook == "ingress" or getattr(rs, "priority", 0) < CONNTRACK_PRIORITY
+
+
+def mangle(r: Rule, p: Packet) -> Packet:
+    """The packet after `r`'s target (one of MUTATING)."""
     t = r.target
     if t == "MARK":
         return replace(p, mark=xmark(p.mark, r.target_opt("--set-xmark")))
     if t == "CONNMARK":
         return _connmark(r, p)
     if t == "NOTRACK" or (t == "CT" and r.target_opt("--notrack") is not None):
-        early = priority is None or priority < CONNTRACK_PRIORITY
-        if table != "raw" or not early or p.ctstate == "UNTRACKED":
+        if not p.before_ct or p.ctstate == "UNTRACKED":
             return p
         return replace(p, ctstate="UNTRACKED", untracked_by=f"{r.ref} `{r.text}`")
     if t == "TCPMSS" and "SYN" in p.tcp_flags:
@@ -55,7 +63,7 @@ def xmark(mark: int | None, spec: str | None) -> int | None:
 
 
 def _connmark(r: Rule, p: Packet) -> Packet:
-    if p.ctstate == "UNTRACKED":
+    if p.ctstate == "UNTRACKED" or p.before_ct:
         return p  # no connection to mark
     spec = r.target_opt("--set-xmark")
     if spec is not None:

@@ -61,6 +61,7 @@ class Packet:
     orig_dport: int | None = None
     reply: bool = False
     untracked_by: str = field(default="", compare=False)  # the notrack rule, for the reason
+    before_ct: bool = False  # walked before conntrack (raw): no connection attached yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +228,9 @@ def _addrtype(c: Cond, p: Packet, env: Env) -> int:
 def _conntrack(c: Cond, p: Packet, env: Env) -> int:
     o, v = c.option, c.values[0] if c.values else ""
     if o in ("--ctstate", "--state") and v:
-        return YES if p.ctstate in v.upper().split(",") else NO
+        # before conntrack no connection is attached: the state reads INVALID
+        state = "INVALID" if p.before_ct and p.ctstate != "UNTRACKED" else p.ctstate
+        return YES if state in v.upper().split(",") else NO
     if o == "--ctorigdst" and v:
         return addr_test(p.orig_dst or (p.src if p.reply else p.dst), v)
     if o == "--ctorigsrc" and v:
@@ -265,7 +268,7 @@ def _mark(c: Cond, p: Packet, env: Env) -> int:
 
 
 def _connmark(c: Cond, p: Packet, env: Env) -> int:
-    if p.ctstate == "UNTRACKED":
+    if p.ctstate == "UNTRACKED" or p.before_ct:
         return NO  # no connection, no connection mark: the match fails
     return _mark_is(c, p.ctmark)
 

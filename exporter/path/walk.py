@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from exporter.path.mangle import MUTATING, carry, mangle, mangled, merge
+from exporter.path.mangle import MUTATING, before_conntrack, carry, mangle, mangled, merge
 from exporter.path.matching import (
     LOCAL,
     MAYBE,
@@ -240,7 +240,10 @@ class Walker:
             ch = irs.chain(table, chain)
             if ch is None:
                 continue
-            o = self.run(irs, table, ch.candidates(p), 0, p, 0)
+            pre = before_conntrack(table, irs.rs)
+            o = self.run(
+                irs, table, ch.candidates(p), 0, replace(p, before_ct=True) if pre else p, 0
+            )
             if o.verdict == "SPLIT":  # each part goes on through the other backends alone
                 out = []
                 for s, po in o.parts:
@@ -328,7 +331,7 @@ class Walker:
         if t in NONTERMINAL:
             return None, p
         if t in MUTATING:
-            return None, mangle(table, r, p, getattr(irs.rs, "priority", None))
+            return None, mangle(r, p)
         if t in ("ACCEPT", "DROP", "REJECT", "RETURN"):
             return Outcome(t, r, out=p), p
         if t == "DNAT" and table == "nat":

@@ -374,6 +374,18 @@ def append_rules(text: str, table: str, *new: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def with_table(text: str, name: str, *rules: str) -> str:
+    """`text` plus `rules` in table `name` (raw or mangle), created with its built-in chains
+    when missing; `:CHAIN - [0:0]` lines in `rules` declare user chains."""
+    if f"*{name}\n" in text:
+        return append_rules(text, name, *rules)
+    chains = {"raw": ("PREROUTING", "OUTPUT"),
+              "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")}[name]  # fmt: skip
+    decl = [f":{c} ACCEPT [0:0]" for c in chains] + [r for r in rules if r.startswith(":")]
+    body = [r for r in rules if not r.startswith(":")]
+    return text + "\n".join([f"*{name}", *decl, *body, "COMMIT"]) + "\n"
+
+
 def replace_line(text: str, old: str, new: str) -> str:
     assert old in text, f"{old!r} not in text"
     return text.replace(old, new, 1)

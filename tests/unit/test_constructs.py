@@ -11,24 +11,21 @@ from __future__ import annotations
 import json
 
 import pytest
-from support.corefix import BASE_G27, USER_RETURN, append_rules, insert_before, web_doc, web_verdict
+from support.corefix import (
+    BASE_G27,
+    USER_RETURN,
+    append_rules,
+    insert_before,
+    web_doc,
+    web_verdict,
+    with_table,
+)
 
 from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
 from exporter.sources.nft import from_ruleset_json, with_native
 
 DNAT_BY = "DNAT by nat/DOCKER #2, accepted by filter/DOCKER #1"
-
-
-def table(text: str, name: str, *rules: str) -> str:
-    """`text` plus `rules` in table `name`, created with its built-in chains if missing."""
-    if f"*{name}\n" in text:
-        return append_rules(text, name, *rules)
-    chains = {"raw": ("PREROUTING", "OUTPUT"),
-              "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")}[name]  # fmt: skip
-    decl = [f":{c} ACCEPT [0:0]" for c in chains] + [r for r in rules if r.startswith(":")]
-    body = [r for r in rules if not r.startswith(":")]
-    return text + "\n".join([f"*{name}", *decl, *body, "COMMIT"]) + "\n"
 
 
 def user(text: str, *rules: str) -> str:
@@ -46,57 +43,65 @@ def case(name, text, state, *reason, doc=None):
 CASES = [
     # --- marks keep their value into the later hooks
     case("mangle MARK, DOCKER-USER drops that mark",
-         user(table(BASE_G27, "mangle", MARK_PRE), "-m mark --mark 0x10 -j DROP"),
+         user(with_table(BASE_G27, "mangle", MARK_PRE), "-m mark --mark 0x10 -j DROP"),
          "dropped", "filter/DOCKER-USER #1"),
     case("mangle MARK, DOCKER-USER drops another mark",
-         user(table(BASE_G27, "mangle", MARK_PRE), "-m mark --mark 0x11 -j DROP"), "ok", DNAT_BY),
+         user(with_table(BASE_G27, "mangle", MARK_PRE), "-m mark --mark 0x11 -j DROP"), "ok", DNAT_BY),
     case("raw MARK, DOCKER-USER drops inbound packets without that mark",
-         user(table(BASE_G27, "raw", MARK_PRE), "! -i docker0 -m mark ! --mark 0x10/0xff -j DROP"),
+         user(with_table(BASE_G27, "raw", MARK_PRE), "! -i docker0 -m mark ! --mark 0x10/0xff -j DROP"),
          "ok", DNAT_BY),
     case("MARK --or-mark then --and-mark: arithmetic as xt_MARK does it",
-         user(table(BASE_G27, "mangle", MARK_PRE, "-A PREROUTING -j MARK --set-xmark 0x2/0x2",
+         user(with_table(BASE_G27, "mangle", MARK_PRE, "-A PREROUTING -j MARK --set-xmark 0x2/0x2",
                     "-A PREROUTING -j MARK --set-xmark 0x0/0xfffffff0"),
               "-m mark --mark 0x2 -j DROP"), "dropped", "filter/DOCKER-USER #1"),
     case("a mark set in a user chain survives its RETURN",
-         user(table(BASE_G27, "mangle", ":MARKS - [0:0]", "-A PREROUTING -j MARKS",
+         user(with_table(BASE_G27, "mangle", ":MARKS - [0:0]", "-A PREROUTING -j MARKS",
                     MARK_PRE.replace("PREROUTING", "MARKS"), "-A MARKS -j RETURN"),
               "-m mark --mark 0x10 -j DROP"), "dropped", "filter/DOCKER-USER #1"),
     case("a mark set only under a rate limit is unknown where it is matched",
-         user(table(BASE_G27, "mangle", MARK_PRE.replace("-j MARK", "-m limit --limit 1/sec -j MARK")),
+         user(with_table(BASE_G27, "mangle", MARK_PRE.replace("-j MARK", "-m limit --limit 1/sec -j MARK")),
               "-m mark --mark 0x10 -j DROP"),
          "unknown", "filter/DOCKER-USER #1 may or may not apply: -m mark --mark 0x10"),
     case("a mark set only under a rate limit changes nothing when never matched",
-         table(BASE_G27, "mangle", MARK_PRE.replace("-j MARK", "-m limit --limit 1/sec -j MARK")),
+         with_table(BASE_G27, "mangle", MARK_PRE.replace("-j MARK", "-m limit --limit 1/sec -j MARK")),
          "ok", DNAT_BY),
     case("CONNMARK --set-mark, DOCKER-USER drops by connmark",
-         user(table(BASE_G27, "mangle", CONNMARK_PRE), "-m connmark --mark 0x7 -j DROP"),
+         user(with_table(BASE_G27, "mangle", CONNMARK_PRE), "-m connmark --mark 0x7 -j DROP"),
          "dropped", "filter/DOCKER-USER #1"),
     case("CONNMARK --save-mark copies the packet's mark",
-         user(table(BASE_G27, "mangle", MARK_PRE, "-A PREROUTING -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff"),
+         user(with_table(BASE_G27, "mangle", MARK_PRE, "-A PREROUTING -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff"),
               "-m connmark --mark 0x10 -j DROP"), "dropped", "filter/DOCKER-USER #1"),
     case("CONNMARK --restore-mark copies the connection's mark",
-         user(table(BASE_G27, "mangle", CONNMARK_PRE, "-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff"),
+         user(with_table(BASE_G27, "mangle", CONNMARK_PRE, "-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff"),
               "-m mark --mark 0x7 -j DROP"), "dropped", "filter/DOCKER-USER #1"),
+    case("CONNMARK in raw: no connection yet, nothing to mark",
+         user(with_table(BASE_G27, "raw", CONNMARK_PRE), "-m connmark --mark 0x7 -j DROP"),
+         "ok", DNAT_BY),
+    case("connmark matched in raw: no connection yet, no match",
+         with_table(BASE_G27, "raw", "-A PREROUTING -m connmark --mark 0x0 -j DROP"), "ok", DNAT_BY),
+    case("conntrack state in raw reads INVALID",
+         with_table(BASE_G27, "raw", "-A PREROUTING -m conntrack --ctstate INVALID -j DROP"),
+         "dropped", "raw/PREROUTING #1"),
     case("the reply carries the connection's mark",
-         user(table(BASE_G27, "mangle", CONNMARK_PRE), "-i docker0 -m connmark --mark 0x7 -j DROP"),
+         user(with_table(BASE_G27, "mangle", CONNMARK_PRE), "-i docker0 -m connmark --mark 0x7 -j DROP"),
          "dropped", "the replies are dropped by filter/DOCKER-USER #1"),
     case("the reply does not carry the packet's mark",
-         user(table(BASE_G27, "mangle", MARK_PRE), "-i docker0 -m mark --mark 0x10 -j DROP"),
+         user(with_table(BASE_G27, "mangle", MARK_PRE), "-i docker0 -m mark --mark 0x10 -j DROP"),
          "ok", DNAT_BY),
     # --- NOTRACK: no conntrack, no NAT
     case("raw NOTRACK: docker-proxy answers",
-         table(BASE_G27, "raw", "-A PREROUTING -p tcp -m tcp --dport 8080 -j NOTRACK"),
+         with_table(BASE_G27, "raw", "-A PREROUTING -p tcp -m tcp --dport 8080 -j NOTRACK"),
          "proxied", "untracked (by raw/PREROUTING #1", "so no DNAT applies", "docker-proxy"),
     case("raw CT --notrack without the proxy: nothing answers",
-         table(BASE_G27, "raw", "-A PREROUTING -p tcp -m tcp --dport 8080 -j CT --notrack"),
+         with_table(BASE_G27, "raw", "-A PREROUTING -p tcp -m tcp --dport 8080 -j CT --notrack"),
          "unreachable", "untracked", doc=web_doc(False)),
     case("NOTRACK of another port changes nothing",
-         table(BASE_G27, "raw", "-A PREROUTING -p tcp -m tcp --dport 8081 -j CT --notrack"),
+         with_table(BASE_G27, "raw", "-A PREROUTING -p tcp -m tcp --dport 8081 -j CT --notrack"),
          "ok", DNAT_BY),
     case("NOTRACK outside raw is refused by the kernel, and ignored here",
-         table(BASE_G27, "mangle", "-A PREROUTING -p tcp -j CT --notrack"), "ok", DNAT_BY),
+         with_table(BASE_G27, "mangle", "-A PREROUTING -p tcp -j CT --notrack"), "ok", DNAT_BY),
     case("untracked packets skip conntrack matches: INPUT drops UNTRACKED",
-         append_rules(table(BASE_G27, "raw", "-A PREROUTING -p tcp -j NOTRACK"), "filter",
+         append_rules(with_table(BASE_G27, "raw", "-A PREROUTING -p tcp -j NOTRACK"), "filter",
                       "-A INPUT -m conntrack --ctstate UNTRACKED -j DROP"),
          "dropped", "the untranslated connection is dropped by filter/INPUT #1"),
     # --- source NAT on the way to the bridge
@@ -121,10 +126,10 @@ CASES = [
     case("tcpmss of tiny segments does not match a normal SYN",
          user(BASE_G27, "-p tcp -m tcpmss --mss 1:500 -j DROP"), "ok", DNAT_BY),
     case("TCPMSS --set-mss in mangle lowers what a later tcpmss sees",
-         user(table(BASE_G27, "mangle", "-A PREROUTING -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 400"),
+         user(with_table(BASE_G27, "mangle", "-A PREROUTING -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 400"),
               "-p tcp -m tcpmss --mss 1:500 -j DROP"), "dropped", "filter/DOCKER-USER #1"),
     case("TCPMSS --clamp-mss-to-pmtu makes a later tcpmss unknown",
-         user(table(BASE_G27, "mangle", "-A PREROUTING -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"),
+         user(with_table(BASE_G27, "mangle", "-A PREROUTING -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"),
               "-p tcp -m tcpmss --mss 1:500 -j DROP"), "unknown", "-m tcpmss --mss 1:500"),
     # --- chance, time, rate: an honest unknown naming the match
     case("statistic", user(BASE_G27, "-m statistic --mode random --probability 0.5 -j DROP"),
@@ -259,8 +264,11 @@ NATIVE = [
      "dropped", "inet host/fwd #1"),
     ("meta mark set, forward drops inbound unmarked", [raw_pre(SET_MARK), fwd(INBOUND_DROP_UNMARKED)],
      "ok", DNAT_BY),
-    ("ct mark set, the reply is dropped by ct mark", [raw_pre(SET_CTMARK), fwd(REPLY_DROP_CTMARK)],
+    ("ct mark set after conntrack, the reply is dropped by ct mark",
+     [raw_pre(SET_CTMARK, prio=-150), fwd(REPLY_DROP_CTMARK)],
      "dropped", "the replies are dropped by inet host/fwd #1"),
+    ("ct mark set before conntrack (raw) is lost: no connection yet",
+     [raw_pre(SET_CTMARK), fwd(REPLY_DROP_CTMARK)], "ok", DNAT_BY),
     ("notrack at priority raw", [raw_pre(NOTRACK)], "proxied", "untracked (by inet host/pre #1"),
     ("notrack after conntrack (-190) has no effect", [raw_pre(NOTRACK, prio=-190)], "ok", DNAT_BY),
     ("masquerade in a native nat postrouting chain",
@@ -288,7 +296,7 @@ def test_a_mark_set_for_some_sources_splits_the_classes():
     # 10.0.0.0/8 gets the mark and DOCKER-USER refuses marked packets: policy for that class,
     # every other source reaches the port
     mark = "-A PREROUTING -s 10.0.0.0/8 -j MARK --set-xmark 0x10/0xffffffff"
-    text = user(table(BASE_G27, "mangle", mark), "-m mark --mark 0x10 -j DROP")
+    text = user(with_table(BASE_G27, "mangle", mark), "-m mark --mark 0x10 -j DROP")
     v = web_verdict(text)
     assert v.state == "ok", v
     states = {c.state for c in v.classes}

@@ -1,0 +1,212 @@
+"""A small real network for differential tests: a Docker-like host between a client and two
+"containers", where the kernel decides what a connection gets and the exporter must agree.
+
+    client (203.0.113.2) ── eth0 ── host (203.0.113.1; docker0 172.17.0.1/16) ── c1 172.17.0.2
+                                                                               └─ c2 172.17.0.3
+
+Each container answers on port 80 with its name and the peer address it sees (`c1 from
+203.0.113.2`), so a masquerade shows as a host address; on demand a stand-in for docker-proxy
+answers `proxy` on the host's port 8080. The host's rules are whatever a test loads
+(iptables-nft, iptables-legacy, nft) and the exporter reads them with its own readers inside
+the host's namespace. Namespaces are <prefix><pid>x<n><role>, removed by close().
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from support.netns import NetnsError, create, delete, fresh_name, reap_dead
+
+PREFIX = "dnw"
+HOST, CLIENT, C1, C2, GATEWAY = (
+    "203.0.113.1",
+    "203.0.113.2",
+    "172.17.0.2",
+    "172.17.0.3",
+    "172.17.0.1",
+)
+HOST_ADDRS = (("lo", "127.0.0.1"), ("eth0", HOST), ("docker0", GATEWAY))
+RESTORE = {"nft": "iptables-nft-restore", "legacy": "iptables-legacy-restore"}
+BLANK = """*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+COMMIT
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+COMMIT
+"""
+
+SERVER = r"""
+import socket, sys
+token, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+s.listen(16)
+print("ready", flush=True)
+while True:
+    c, peer = s.accept()
+    c.sendall(f"{token} from {peer[0]}".encode())
+    c.close()
+"""
+
+PROBE = r"""
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
+    print("data:" + s.recv(64).decode())
+except ConnectionRefusedError:
+    print("refused")
+except (socket.timeout, TimeoutError):
+    print("timeout")
+except OSError as e:
+    print(f"error:{e.strerror}")
+"""
+
+READER = """
+import base64, pickle, sys
+from exporter.sources.iptables import read_family
+from exporter.sources.nft import read_native, with_native
+read = read_family("ipv4", 30.0)
+native = read_native(30.0, frozenset({"ipv4"} if "nf_tables" in read.texts else ()))
+rules = with_native(read.rules, native)
+sys.stdout.write(base64.b64encode(pickle.dumps((rules, native.error, read.warnings))).decode())
+"""
+
+
+class NatWorld:
+    def __init__(self) -> None:
+        reap_dead(PREFIX)
+        self.ident = fresh_name(PREFIX)
+        self.names: list[str] = []
+        self.procs: list[subprocess.Popen] = []
+        self.proxy: subprocess.Popen | None = None
+
+    # --- set-up and tear-down ------------------------------------------------------------
+
+    def setup(self) -> NatWorld:
+        self.host, self.client, self.c1, self.c2 = (self._ns(r) for r in "hcab")
+        h = self.host.name
+        self._sh("ip", "-n", h, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+                 "netns", self.client.name)  # fmt: skip
+        self._sh("ip", "-n", h, "link", "add", "docker0", "type", "bridge")
+        self._addr(h, "eth0", f"{HOST}/24")
+        self._addr(h, "docker0", f"{GATEWAY}/16")
+        self._addr(self.client.name, "eth0", f"{CLIENT}/24")
+        self._sh("ip", "-n", self.client.name, "route", "add", "default", "via", HOST)
+        for ns, veth, ip in ((self.c1, "v1", C1), (self.c2, "v2", C2)):
+            self._sh("ip", "-n", h, "link", "add", veth, "type", "veth", "peer", "name", "eth0",
+                     "netns", ns.name)  # fmt: skip
+            self._sh("ip", "-n", h, "link", "set", veth, "master", "docker0")
+            self._sh("ip", "-n", h, "link", "set", veth, "up")
+            self._addr(ns.name, "eth0", f"{ip}/16")
+            self._sh("ip", "-n", ns.name, "route", "add", "default", "via", GATEWAY)
+        self.host.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        self.serve(self.c1, "c1", 80)
+        self.serve(self.c2, "c2", 80)
+        self._wait_forwarding()
+        return self
+
+    def _ns(self, role: str):
+        name = f"{self.ident}{role}"
+        self.names.append(name)
+        return create(name)
+
+    def _sh(self, *argv: str) -> str:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        if p.returncode != 0:
+            raise NetnsError(f"{' '.join(argv)}: {p.stderr.strip()}")
+        return p.stdout
+
+    def _addr(self, ns: str, dev: str, cidr: str) -> None:
+        self._sh("ip", "-n", ns, "addr", "add", cidr, "dev", dev)
+        self._sh("ip", "-n", ns, "link", "set", dev, "up")
+
+    def _wait_forwarding(self) -> None:
+        """Plain forwarding to c1 works before any rules are judged."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.probe(C1, 80).startswith("data:c1"):
+                return
+            time.sleep(0.2)
+        raise AssertionError("the world never carried a connection to c1")
+
+    def close(self) -> None:
+        for p in self.procs:
+            _stop(p)
+        for name in reversed(self.names):
+            delete(name)
+
+    # --- processes -----------------------------------------------------------------------
+
+    def serve(self, ns, token: str, port: int) -> subprocess.Popen:
+        argv = ["ip", "netns", "exec", ns.name, sys.executable, "-c", SERVER, token, str(port)]
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        ready, _, _ = select.select([p.stdout], [], [], 10)
+        assert ready and p.stdout.readline().strip() == "ready", f"{token} did not start"
+        return p
+
+    def set_proxy(self, on: bool) -> None:
+        """A listener on the host's port 8080, as docker-proxy would be."""
+        if on and self.proxy is None:
+            self.proxy = self.serve(self.host, "proxy", 8080)
+        elif not on and self.proxy is not None:
+            _stop(self.proxy)
+            self.procs.remove(self.proxy)
+            self.proxy = None
+
+    def probe(self, addr: str = HOST, port: int = 8080, timeout: float = 1.0) -> str:
+        """What the client gets: `data:<answer>`, `refused`, `timeout` or `error:<why>`."""
+        argv = [sys.executable, "-c", PROBE, addr, str(port), str(timeout)]
+        return self.client.run(argv, timeout=timeout + 20).stdout.strip()
+
+    # --- rules ---------------------------------------------------------------------------
+
+    def load(self, backend: str, text: str, *nft: str) -> None:
+        """Only `text` (iptables-save format) in `backend`, then `nft` commands (nft -f text)."""
+        self.host.run(["nft", "flush", "ruleset"])  # iptables-nft's tables and native ones
+        if backend == "legacy" or self._has_legacy():
+            self.host.run([RESTORE["legacy"]], input=BLANK)
+        self.host.run([RESTORE[backend]], input=text)
+        for script in nft:
+            self.host.run(["nft", "-f", "-"], input=script)
+
+    def _has_legacy(self) -> bool:
+        names = self.host.run(["cat", "/proc/net/ip_tables_names"], check=False).stdout
+        return bool(names.strip())
+
+    def read(self):
+        """(FamilyRules for IPv4 with native tables, nft error, warnings) read in the host."""
+        out = self.host.run([sys.executable, "-c", READER], timeout=60).stdout
+        return pickle.loads(base64.b64decode(out))
+
+
+def _stop(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.send_signal(signal.SIGKILL)
+    p.wait(timeout=10)
+    for f in (p.stdout, p.stderr):
+        if f and not f.closed:
+            f.close()
