@@ -201,6 +201,7 @@ def client_space(family: str, exclude: Iterable[str] = ()) -> Sources:
     return Sources.everything(version) - Sources.union_of(version, holes)
 
 
+@lru_cache(maxsize=4096)
 def describe(allowed: Sources, space: Sources, limit: int = 8) -> str:
     """`allowed` (a part of `space`) for a human: `all`, `none`, a list of prefixes, or `all
     except` a list, whichever is shorter. The addresses outside `space` fill the gaps, so

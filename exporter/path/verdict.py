@@ -21,7 +21,7 @@ from exporter.path.codes import policy_drop
 from exporter.path.matching import LOCAL, REMOTE, Env, Packet
 from exporter.path.owner import DOCKER, HOST
 from exporter.path.sources import Sources, client_space, describe
-from exporter.path.walk import Fork, IndexedRuleset, Outcome, Walker
+from exporter.path.walk import Fork, IndexedRuleset, Outcome, Settled, Walker
 
 STATES = ("ok", "proxied", "masqueraded", "misrouted", "dropped", "unreachable", "unknown")
 # The MSS option of a client's SYN on an Ethernet path (MTU 1500 less the IP and TCP headers).
@@ -50,7 +50,10 @@ class Probe:
 
 
 def _rule_desc(o: Outcome) -> str:
-    return f"{o.rule.ref} `{o.rule.text}`" if o.rule else o.why
+    if o.rule is None:
+        return o.why
+    more = f" ({o.why})" if o.why else ""  # "and 49 more rules of filter/DOCKER-USER"
+    return f"{o.rule.ref} `{o.rule.text}`{more}"
 
 
 def _stopped(o: Outcome, what: str, chain: str, reply: bool = False) -> Verdict | None:
@@ -125,21 +128,42 @@ def _classified(b: Binding, pr: Probe, space: Sources, ctx) -> Verdict:
     daemon, rulesets, env, owners, forwarding, missing = ctx
     todo, done = [space], []
     while todo:
-        part = todo.pop()
+        part, w = todo.pop(), Walker(env)
         if len(done) + len(todo) >= MAX_CLASSES:
             why = f"more than {MAX_CLASSES} classes of source addresses"
-            v = Verdict("unknown", "undecidable_rule", why)
-        else:
-            try:
-                v = _path(b, pr, daemon, rulesets, env, owners, part, forwarding)
-            except Fork as fork:
-                todo.extend(fork.parts)
-                continue
-        owner = DOCKER if missing and v.state == "dropped" and not v.rule else v.owner
-        done.append(SourceClass(part, v.state, v.code, v.reason, v.rule, owner))
+            done.append(_class(part, Verdict("unknown", "undecidable_rule", why), missing))
+            continue
+        try:
+            v = _path(b, pr, daemon, rulesets, env, owners, part, forwarding, w)
+        except Fork as fork:
+            todo.extend(fork.parts)
+            v = None
+        done += [_class(st.sources, _settled(st), missing) for st in w.settled]
+        if v is not None:
+            done.append(_class(w.only or part, v, missing))
     done.sort(key=lambda c: c.sources.spans[0] if c.sources.spans else (0, 0))
     s = summarise(done, space)
     return Verdict(s.state, s.code, s.reason, s.rule, s.owner, tuple(done), s.exposure, s.allowed)
+
+
+def _class(part: Sources, v: Verdict, missing: bool) -> SourceClass:
+    owner = DOCKER if missing and v.state == "dropped" and not v.rule else v.owner
+    return SourceClass(part, v.state, v.code, v.reason, v.rule, owner)
+
+
+# What a hook stops, as _path's walks say it
+STOPPED = {(False, "PREROUTING"): "the connection is",
+           (False, "FORWARD"): "after translation the connection is",
+           (False, "INPUT"): "the untranslated connection is",
+           (False, "POSTROUTING"): "on its way to the bridge the connection is",
+           (True, "PREROUTING"): "the container's replies are",
+           (True, "FORWARD"): "the replies are"}  # fmt: skip
+
+
+def _settled(st: Settled) -> Verdict:
+    """The verdict of a part of the client class the walk left behind at a hook."""
+    what = STOPPED.get((st.reply, st.chain), "the connection is")
+    return _stopped(st.outcome, what, st.chain, st.reply)
 
 
 def _through(w: Walker, rulesets, hooks, pkt: Packet, what: str):
@@ -154,8 +178,8 @@ def _through(w: Walker, rulesets, hooks, pkt: Packet, what: str):
     return None, pkt
 
 
-def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding) -> Verdict:
-    w = Walker(env)
+def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding, w=None) -> Verdict:
+    w = w or Walker(env)
     routed = b.design == DESIGN_ROUTED
     pkt = Packet(
         family=b.family,

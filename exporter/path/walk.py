@@ -21,6 +21,7 @@ from exporter.path.matching import (
     rule_match,
 )
 from exporter.path.owner import policy_owner, rule_owner
+from exporter.path.relevance import chain_fields
 from exporter.path.sources import Sources
 from exporter.rules.lazysave import derived
 from exporter.rules.model import Rule, Ruleset
@@ -62,26 +63,37 @@ STOPS = ("DROP", "REJECT", "UNKNOWN")
 
 def combine(parts) -> Outcome:
     """One outcome from per-part outcomes: nested splits flattened, parts that continue the
-    same way merged (so the walk after them runs once), stops kept apart per deciding rule."""
-    merged: dict[tuple, tuple[Sources, Outcome]] = {}
+    same way (and with the same marks) merged, so the walk after them runs once, and so are
+    parts dropped by rules of one chain (a blocklist of 50 prefixes is one class; its reason
+    names the rule that drops the most addresses)."""
+    merged: dict[tuple, list] = {}  # key → [sources, outcome, its part's size, rules]
     for s, o in parts:
         for ps, po in o.parts if o.verdict == "SPLIT" else ((s, o),):
-            key = (po.verdict, po.to, mangled(po.out))
-            key += (po.rule, po.why) if po.verdict in STOPS else ()
-            if key in merged:
-                merged[key] = (merged[key][0] | ps, merged[key][1])
-            else:
-                merged[key] = (ps, po)
-    if len(merged) == 1:
-        return next(iter(merged.values()))[1]
-    return Outcome("SPLIT", parts=tuple(merged.values()))
+            key, size = _merge_key(po), ps.size()
+            m = merged.get(key)
+            if m is None:
+                merged[key] = [ps, po, size, {id(po.rule)}]
+                continue
+            m[0] = m[0] | ps
+            m[3].add(id(po.rule))
+            if size > m[2]:
+                m[1], m[2] = po, size
+    out = []
+    for ps, po, _, rules in merged.values():
+        if len(rules) > 1:
+            more, r = len(rules) - 1, po.rule
+            po = replace(po, why=f"and {more} more rule{'s' * (more > 1)} of {r.table}/{r.chain}")
+        out.append((ps, po))
+    return out[0][1] if len(out) == 1 else Outcome("SPLIT", parts=tuple(out))
 
 
-def restrict(o: Outcome, part: Sources) -> Outcome:
-    """`o` for the addresses `part` only."""
-    if o.verdict != "SPLIT":
-        return o
-    return combine(tuple((s & part, po) for s, po in o.parts if s & part))
+def _merge_key(o: Outcome) -> tuple:
+    if o.verdict in ("DROP", "REJECT"):
+        r = o.rule
+        return ("DROP", r.backend, r.table, r.chain) if r else ("DROP", o.why)
+    if o.verdict == "UNKNOWN":
+        return ("UNKNOWN", o.rule, o.why)
+    return (o.verdict, o.to, mangled(o.out))
 
 
 class IndexedChain:
@@ -178,6 +190,7 @@ class IndexedRuleset:
         # A table-level error makes that table unreadable; one outside any table (key "") may
         # have cost any table its lines, so it makes every table unreadable.
         self.unreadable = {e.table: str(e) for e in rs.errors if not e.chain}
+        self.fields: dict[tuple[str, str], tuple[str, ...] | None] = {}  # path.relevance
 
     def chain(self, table: str, name: str) -> IndexedChain | None:
         key = (table, name)
@@ -194,35 +207,60 @@ class IndexedRuleset:
         return idx
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """Part of the client class stopped at a hook while the rest walked on."""
+
+    sources: Sources
+    outcome: Outcome
+    table: str
+    chain: str
+    reply: bool
+
+
 class Walker:
     def __init__(self, env: Env) -> None:
         self.env = env
         self.branches = 0
+        self.only: Sources | None = None  # the part of the client class still walking
+        self.settled: list[Settled] = []  # the parts stopped on the way
+        self.stale: tuple[Packet, Packet] | None = None  # the last packet narrowed to `only`
 
     def hook(self, rulesets: list[IndexedRuleset], table: str, chain: str, p: Packet) -> Outcome:
         """Traverse `table`/`chain` in every backend, in hook priority order, the packet leaving
         one going into the next. DROP/REJECT/UNKNOWN anywhere ends the walk. The first nat
         chain that translates decides (nf_nat_inet_fn stops there); two that translate
-        differently at the same priority (iptables-nft and legacy) are UNKNOWN. When the
-        outcome differs between parts of the packet's client class, raises Fork."""
+        differently at the same priority (iptables-nft and legacy) are UNKNOWN.
+
+        When the outcome differs between parts of the packet's client class, the parts that
+        stop here are `settled` and the one part that goes on is walked on (`only`, its
+        packet the outcome's `out`); parts that go on differently raise Fork, and judge walks
+        each of them."""
         whole = client_of(p)
-        if whole is None:
-            return self.owned(self._hook(rulesets, 0, table, chain, p, Outcome("ACCEPT")))
-        # A hook's outcome depends on the packet alone: kept (per analysis, in env.memo) for
-        # the walks of the parts a Fork makes, and of other bindings sending the same packet.
-        key = (table, chain, _blank(p))
-        seen = self.env.memo.setdefault(key, [])
-        o = next((restrict(o, whole) for s, o in seen if not whole - s), None)
-        if o is None:
-            o = self._hook(rulesets, 0, table, chain, p, Outcome("ACCEPT"))
-            seen.append((whole, o))
+        if whole is not None and self.only is not None and whole != self.only:
+            if self.stale is None or self.stale[0] is not p:  # _path hands one packet on
+                self.stale = (p, narrow(p, self.only))
+            p = self.stale[1]
+        o = self._hook(rulesets, 0, table, chain, p, Outcome("ACCEPT"))
         if o.verdict == "SPLIT":
-            raise Fork(tuple(s for s, _ in o.parts))
+            going = [(s, po) for s, po in o.parts if po.verdict not in STOPS]
+            if len(going) > 1:
+                raise Fork(tuple(s for s, _ in o.parts))
+            for s, po in o.parts:
+                if po.verdict in STOPS:
+                    self.settled.append(Settled(s, self.owned(po), table, chain, p.reply))
+            if not going:  # every part stopped: the walk ends with the last of them
+                last = self.settled.pop()
+                self.only = last.sources
+                return last.outcome
+            self.only, o = going[0]
+            p = narrow(p, self.only)
         return self.owned(replace(o, out=carry(p, o.out)) if o.out else o)
 
     def owned(self, o: Outcome) -> Outcome:
-        """`o` with the owner of its deciding rule (path.owner)."""
-        if o.rule is None or o.owner:
+        """`o` with the owner of its deciding rule (path.owner), when it can decide a state
+        other than ok: a stop or a translation."""
+        if o.rule is None or o.owner or o.verdict in ("ACCEPT", "RETURN"):
             return o
         return replace(o, owner=rule_owner(o.rule, self.env.user_chains, self.env.bridges))
 
@@ -348,14 +386,20 @@ class Walker:
             return Outcome("UNKNOWN", r, why=f"{r.ref}: target {t} not understood"), p
         if depth >= MAX_DEPTH:
             return Outcome("UNKNOWN", r, why="jump chain too deep (loop?)"), p
-        o = self.run(irs, table, sub.candidates(p), 0, p, depth + 1)
+        o = self.enter(irs, table, t, sub, p, depth + 1)
         if o.verdict == "RETURN" and not r.goto:
             return None, carry(p, o.out)
         return o, p
 
-
-def _blank(p: Packet) -> Packet:
-    """`p` without its client class (the memo key of a hook's outcome)."""
-    if type(p.src) is Sources:
-        return replace(p, src="<class>")
-    return replace(p, dst="<class>")
+    def enter(self, irs, table: str, name: str, sub: IndexedChain, p: Packet, depth: int):
+        """Walk a jumped-to chain, or reuse its outcome for a packet that agrees with an earlier
+        one on every field the chain looks at and on what rules may have changed (marks,
+        conntrack state: what `carry` takes from the outcome). See path.relevance."""
+        fields = chain_fields(irs, table, name)
+        if fields is None:
+            return self.run(irs, table, sub.candidates(p), 0, p, depth)
+        key = (id(irs), table, name, mangled(p), p.untracked_by, *[getattr(p, f) for f in fields])
+        o = self.env.memo.get(key)
+        if o is None:
+            o = self.env.memo[key] = self.run(irs, table, sub.candidates(p), 0, p, depth)
+        return o

@@ -128,7 +128,15 @@ def test_every_source_refused_by_docker_user_is_broken_and_names_the_owner():
 def test_every_class_refused_by_different_admin_rules_is_broken():
     v = web_verdict(user("-s 10.0.0.0/8 -j DROP", "-j REJECT"))
     assert (v.state, v.owner) == ("dropped", "docker-user")
-    assert v.reason.startswith("no remote source reaches it") and "(and 1 more rule)" in v.reason
+    # one class: dropped by DOCKER-USER; named by the rule that refuses the most addresses
+    assert "filter/DOCKER-USER #2 `-A DOCKER-USER -j REJECT`" in v.reason
+    assert "(and 1 more rule of filter/DOCKER-USER)" in v.reason
+    text = insert_before(
+        user("-s 10.0.0.0/8 -j DROP"), "-A FORWARD -j DOCKER-ISOLATION", "-A FORWARD -j REJECT"
+    )
+    v = web_verdict(text)  # FORWARD's REJECT (host) and DOCKER-USER's DROP: two classes
+    assert (v.state, v.owner) == ("dropped", "host")
+    assert v.reason.startswith("no remote source reaches it")
 
 
 def test_a_missing_docker_rule_is_docker_breakage_whoever_drops():
@@ -191,3 +199,28 @@ def test_fifty_prefixes_cost_few_walks_not_one_per_prefix():
     assert v.state == "ok" and v.exposure == "restricted"
     assert len(v.classes) == 2  # the 50 allowed prefixes continue the same way: one class
     assert reaching(v).size() == 50 * 256
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        user(DOCS_ONE),
+        user(DOCS_RANGE),
+        user("-s 198.51.100.0/24 -j DROP", "-s 203.0.113.0/24 -j REJECT"),
+        user("! -s 10.0.0.0/8 -j DROP"),  # the allowed ones' replies are dropped
+        ufw_docker(),
+    ],
+)
+def test_each_class_gets_what_one_client_from_it_gets(text):
+    """A class's verdict (some are settled where the walk splits) is the verdict of a walk
+    with one address of the class as the only client."""
+    v = web_verdict(text)
+    assert len(v.classes) > 1
+    for c in v.classes:
+        for addr in {c.sources.first(), c.sources.cidrs()[-1].split("/")[0]}:
+            one = web_verdict(text, clients={"ipv4": addr})
+            assert (one.state, one.owner) == (c.state, c.owner), addr
+            if "more rule" in c.reason:  # prefixes dropped by rules of one chain: one class
+                assert one.rule.split()[:2] == c.rule.split()[:2]
+            else:
+                assert one.reason == c.reason
