@@ -22,7 +22,8 @@ from exporter.readings import Readings
 from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
 from exporter.rules.model import Cond
-from exporter.rules.nftexpr import MAX_ALTERNATIVES, UNKNOWN, Alt, match_options, translate
+from exporter.rules.nftconds import UNKNOWN
+from exporter.rules.nftexpr import MAX_ALTERNATIVES, Alt, translate
 from exporter.rules.nftjson import (
     NativeRuleset,
     NftJsonError,
@@ -33,6 +34,7 @@ from exporter.rules.nftjson import (
     parse,
     unreadable,
 )
+from exporter.rules.nftmatch import match_options
 from exporter.rules.nftprint import rule_text
 from exporter.serve.snapshot import assess
 from exporter.sources.nft import NativeRead, from_ruleset_json, tables_to_read, with_native
