@@ -76,7 +76,11 @@ SERVE = (
     Flag("web.max-requests", "40", "maximum concurrent requests (0: no limit)"),
     Flag("refresh.interval", "15s", "refresh the snapshot at least this often"),
     Flag("refresh.debounce", "200ms", "wait this long after an event before refreshing"),
-    Flag("refresh.host-facts-interval", "5m", "re-read host facts (iptables build) this often"),
+    Flag(
+        "refresh.host-facts-interval",
+        "5m",
+        "re-read the iptables build (package databases, self-test) this often",
+    ),
     Flag("max-bindings", "5000", "export per-port series for at most this many bindings"),
 )
 

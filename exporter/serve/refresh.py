@@ -64,11 +64,13 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     native = timed("rules_nft", state.native.read, read_native, opts.command_timeout, nft_read)
     addrs = timed("host_addresses", host_addresses, opts.command_timeout)
     host, host_error = None, ""
-    if opts.host_facts and state.host_due():
-        host, host_error = timed("hostfacts", _host_facts, opts, raw)
-        state.host_read(host)
-    elif opts.host_facts:
-        host = state.host
+    if opts.host_facts:
+        if state.host_due():  # the expensive part: package databases, the -C self-test
+            iptables, host_error = timed("hostfacts", _iptables_facts, opts)
+            state.host_read(iptables)
+        # the cheap part, every refresh: a daemon restart shows at once
+        pid = raw.hints.pid if raw is not None else None
+        host = timed("daemon_start", _with_daemon_start, opts, state.host, pid)
     warnings = tuple(w for r in reads.values() for w in r.warnings)
     warnings += tuple(w for w in (native.error, *native.warnings) if w)
     rules = {f: with_native(r.rules, native) for f, r in reads.items()}
@@ -77,11 +79,19 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     )
 
 
-def _host_facts(opts: RefreshOptions, raw):
+def _iptables_facts(opts: RefreshOptions):
     try:
-        from exporter.sources.host import read_host_facts
+        from exporter.sources.host import read_iptables_facts
     except ImportError as exc:
         return None, f"host facts unavailable: {exc}"
-    pid = raw.hints.pid if raw is not None else None
-    facts = read_host_facts(host_root=opts.host_root, dockerd_pid=pid, self_test=opts.self_test)
-    return facts, ""
+    return read_iptables_facts(host_root=opts.host_root, self_test=opts.self_test), ""
+
+
+def _with_daemon_start(opts: RefreshOptions, iptables, pid: int | None):
+    """HostFacts: the cached iptables facts with the boot and dockerd start times read now."""
+    if iptables is None:
+        return None
+    from exporter.hostfacts import HostFacts
+    from exporter.sources.daemonstart import read_daemon_start
+
+    return HostFacts(iptables, *read_daemon_start(opts.host_root, pid))

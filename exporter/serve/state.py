@@ -7,7 +7,9 @@ The Scheduler owns one RefreshState and hands it to each refresh (they run one a
 - the last Analysis, served again while its inputs are all the same (compared whole);
 - the last read of native nftables tables, reused while `nft monitor` reports no change to one
   (`native`, fed by the service's NftMonitor);
-- the last host facts, read again only every `host_interval` seconds.
+- the last iptables facts (the expensive host facts: package databases, the `-C` self-test),
+  read again only every `host_interval` seconds; boot and dockerd start times are read on every
+  refresh (serve.refresh).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class RefreshState:
         self.last: tuple | None = None  # (inputs, Analysis)
         self.native = NativeWatch()
         self.host_interval, self.clock = host_interval, clock
-        self.host = None  # the last host facts read without error (exporter.hostfacts)
+        self.host = None  # the last IptablesFacts read (exporter.hostfacts)
         self.host_read_at: float | None = None
 
     def host_due(self) -> bool:

@@ -1,4 +1,8 @@
-"""dockerd's start time: from its pid (the Docker socket's peer), its pidfile, or systemd."""
+"""dockerd's start time: from its pid (the Docker socket's peer), its pidfile, or systemd.
+
+Cheap (a /proc read, or one `systemctl show`), so the exporter reads it on every refresh:
+a restart shows in docker_nat_docker_daemon_start_time_seconds at the next one.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,19 @@ from exporter.sources.hostroot import (
 )
 
 PID_NS_HINT = "run the exporter in the host PID namespace (--pid=host)"
+
+
+def read_daemon_start(
+    host_root: str = "/",
+    dockerd_pid: int | None = None,
+    proc_root: str = "/proc",
+    timeout: float = 5.0,
+) -> tuple[float | None, float | None, str, tuple[str, ...]]:
+    """(boot time, dockerd start time, its source, errors), never raising."""
+    errors: list[str] = []
+    boot = attempt(errors, lambda: hf.parse_boot_time(read_text(os.path.join(proc_root, "stat"))))
+    start, source = daemon_start(host_root, proc_root, dockerd_pid, boot, timeout, errors)
+    return boot, start, source, tuple(errors)
 
 
 def daemon_start(
@@ -41,8 +58,18 @@ def daemon_start(
             if start is not None:
                 return start, "pidfile"
             break
+    if not systemd_booted(root):  # nothing to ask, and nothing the user should be told
+        return None, ""
     start = attempt(errors, lambda: _systemd_start(root, timeout))
     return (start, "systemd") if start is not None else (None, "")
+
+
+def systemd_booted(root: str) -> bool:
+    """Whether systemd is the host's init system (sd_booted(3): /run/systemd/system exists)."""
+    try:
+        return os.path.isdir(host_path(root, "run/systemd/system"))
+    except HostFactsError:
+        return False
 
 
 def _pidfile_start(path: str, proc_root: str, boot: float | None) -> float:

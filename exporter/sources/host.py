@@ -15,9 +15,9 @@ import shutil
 
 from exporter import hostfacts as hf
 from exporter.hostfacts import HostFacts, HostFactsError, IptablesFacts
-from exporter.sources.daemonstart import daemon_start
+from exporter.sources.daemonstart import read_daemon_start
 from exporter.sources.hostpkg import read_packages
-from exporter.sources.hostroot import HOST_ENV, attempt, host_path, read_text, run_host, stderr_tail
+from exporter.sources.hostroot import HOST_ENV, attempt, host_path, run_host, stderr_tail
 
 _IPTABLES_LINKS = (
     "etc/alternatives/iptables",
@@ -37,10 +37,7 @@ def read_host_facts(
 ) -> HostFacts:
     """All host facts; problems end up in the `errors` tuples, never as exceptions."""
     iptables = read_iptables_facts(host_root, self_test, timeout, known_bad)
-    errors: list[str] = []
-    boot = attempt(errors, lambda: hf.parse_boot_time(read_text(os.path.join(proc_root, "stat"))))
-    start, source = daemon_start(host_root, proc_root, dockerd_pid, boot, timeout, errors)
-    return HostFacts(iptables, boot, start, source, tuple(errors))
+    return HostFacts(iptables, *read_daemon_start(host_root, dockerd_pid, proc_root, timeout))
 
 
 def load_known_bad() -> tuple[hf.KnownBadEntry, ...]:

@@ -283,6 +283,36 @@ def test_daemon_restart_is_followed_without_restarting_the_exporter(
     )
 
 
+def start_time(s: Scrape) -> float | None:
+    found = select(s.body, "docker_nat_docker_daemon_start_time_seconds") if s.status == 200 else []
+    return found[0].value if found else None
+
+
+@pytest.mark.lab
+def test_served_daemon_start_time_follows_a_restart(make_lab, exporter, record_property) -> None:
+    """Issue 15 item 1: after a real dockerd restart the served
+    docker_nat_docker_daemon_start_time_seconds moves to the new start at a following refresh,
+    although the host facts interval (1 h here) has not passed."""
+    lab = make_lab()
+    exp = exporter(lab, "--refresh.host-facts-interval", "1h", interval="2s")
+    _, s = exp.wait_for(lambda s: start_time(s) is not None, DEADLINE, what="a start time")
+    first = start_time(s)
+    assert first <= time.time()
+    time.sleep(1.5)  # start times have clock-tick resolution: make the move unmistakable
+    restart_began = time.time()
+    lab.restart_daemon()
+    restart_returned, returned = time.time(), time.monotonic()
+    _, s = exp.wait_for(lambda s: start_time(s) not in (None, first), RESTART_DEADLINE,
+                        what="the new daemon start time")  # fmt: skip
+    seen = time.monotonic()
+    new = start_time(s)
+    # dockerd started again between our two clock readings (1 s for /proc's tick rounding)
+    assert restart_began - 1 <= new <= restart_returned + 1, (first, new)
+    assert new - first >= 1.5
+    assert_clean_exit(exp)
+    report(record_property, "daemon restart returned -> new start time served", seen - returned)
+
+
 # ---------------------------------------------------------------- HTTP endpoints
 
 

@@ -15,6 +15,7 @@ from support.hostroots import debian_root, rhel_header, write_rpmdb
 from support.util import require_or_skip
 
 from exporter.hostfacts import InstalledPackage, parse_dpkg_status, parse_iptables_version
+from exporter.sources.daemonstart import read_daemon_start
 from exporter.sources.host import read_host_facts, read_iptables_facts
 from exporter.sources.hostpkg import rpm_tool_packages
 from exporter.sources.hostroot import HOST_ENV
@@ -131,6 +132,7 @@ def test_daemon_start_from_pidfile_through_absolute_var_run_link(
 
 
 def test_daemon_pid_that_is_not_dockerd_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "run" / "systemd" / "system").mkdir(parents=True)  # systemd, but no systemctl
     proc = subprocess.Popen(["sleep", "300"])
     try:
         facts = read_host_facts(host_root=str(tmp_path), dockerd_pid=proc.pid)
@@ -312,7 +314,7 @@ def test_garbage_host_root_never_raises_and_explains(tmp_path: Path) -> None:
     (root / "var" / "lib" / "dpkg" / "status").write_bytes(b"Package: x\n\x00\xff garbage\n")
     (root / "var" / "lib" / "rpm").mkdir(parents=True)
     (root / "var" / "lib" / "rpm" / "rpmdb.sqlite").write_bytes(b"not a database" * 100)
-    (root / "run").mkdir()
+    (root / "run" / "systemd" / "system").mkdir(parents=True)  # systemd, but no systemctl
     (root / "run" / "docker.pid").write_text("dockerd\n")
     (root / "etc").symlink_to("/etc")  # a loop once resolved inside the root
     proc = tmp_path / "proc"
@@ -333,3 +335,17 @@ def test_garbage_host_root_never_raises_and_explains(tmp_path: Path) -> None:
         assert [e for e in errors if fragment in e], (fragment, errors)
     assert facts.iptables.alternative == "" and facts.iptables.package_manager == ""
     assert facts.boot_time_seconds is None and facts.daemon_start_time_seconds is None
+
+
+def test_no_systemd_probe_and_no_note_where_systemd_is_not_init(tmp_path: Path) -> None:
+    """Issue 15 item 4: in a container or on a host whose PID 1 is not systemd, the systemd
+    fallback is not tried, so `systemctl`'s "not booted with systemd" never reaches the user."""
+    bin_dir = tmp_path / "usr" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "systemctl").write_text("")  # there, so only systemd's absence stops the probe
+    boot, start, source, errors = read_daemon_start(host_root=str(tmp_path), dockerd_pid=None)
+    assert (start, source) == (None, "") and boot is not None
+    assert errors == ()
+    (tmp_path / "run" / "systemd" / "system").mkdir(parents=True)  # now systemd is init
+    _, _, _, errors = read_daemon_start(host_root=str(tmp_path), dockerd_pid=None)
+    assert [e for e in errors if "`systemctl show docker.service` exited" in e], errors

@@ -58,3 +58,33 @@ def test_a_rule_found_unreadable_during_analysis_is_counted_and_warned_once():
     assert s.parse_errors == (("nf_tables", "ipv4", 1),)
     late = [w for w in s.warnings if "unbalanced quoting" in w]
     assert len(late) == 1 and late[0].startswith("ipv4 nf_tables: line 20 (filter/DOCKER)")
+
+
+def test_daemon_start_is_read_every_refresh_iptables_facts_on_their_interval(monkeypatch):
+    """Issue 15 item 1: a daemon restart shows at the next refresh; only the expensive facts
+    (package databases, the self-test) wait for --refresh.host-facts-interval."""
+    import exporter.sources.daemonstart as daemonstart
+    import exporter.sources.host as host
+    from exporter.rules.family import FamilyRules as FR
+    from exporter.serve import refresh
+    from exporter.sources.docker_api import DockerError
+    from exporter.sources.iptables import RuleRead
+    from exporter.sources.nft import NativeRead
+
+    def no_docker(*args):
+        raise DockerError("down")
+
+    monkeypatch.setattr(refresh, "read_docker", no_docker)
+    monkeypatch.setattr(refresh, "read_family", lambda f, *a: RuleRead(FR(f, ()), {}, ()))
+    monkeypatch.setattr(refresh, "read_native", lambda *a: NativeRead({}, "not read", ()))
+    monkeypatch.setattr(refresh, "host_addresses", lambda *a: ())
+    reads, starts = [], iter([1000.0, 2000.0])
+    monkeypatch.setattr(host, "read_iptables_facts", lambda **kw: reads.append(kw) or "ipt")
+    monkeypatch.setattr(daemonstart, "read_daemon_start",
+                        lambda *a: (10.0, next(starts), "proc", ()))  # fmt: skip
+    state = RefreshState(host_interval=3600.0)
+    first = refresh.read_host(refresh.RefreshOptions(), state).host
+    second = refresh.read_host(refresh.RefreshOptions(), state).host
+    assert len(reads) == 1  # the interval has not passed
+    assert first.iptables == second.iptables == "ipt"
+    assert (first.daemon_start_time_seconds, second.daemon_start_time_seconds) == (1000.0, 2000.0)
