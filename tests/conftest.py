@@ -1,4 +1,4 @@
-"""Shared fixtures: the real-Docker test lab (tests/support/lab.py, reference/test-lab.md).
+"""Shared fixtures: the real-Docker test lab (tests/support/lab.py, docs/testing.md).
 
 - `lab`: one default daemon per test module (nft backend, userland proxy on).
 - `scratch_lab`: that same lab; iptables rules the test changes are put back afterwards.

@@ -1,6 +1,6 @@
 """The rules Docker writes with its iptables firewall backend, per binding, per bridge, globally.
 
-Layouts follow docker-firewall.md §2: g27 (20.10, 23–27), g28.0 (28.0.0), g28 (28.0.1–28.x),
+Layouts follow docs/docker-rules.md: g27 (20.10, 23–27), g28.0 (28.0.0), g28 (28.0.1–28.x),
 g29 (29.x, iptables backend). Rules are written in `iptables-save` syntax and parsed with the same
 parser as the kernel's, so they compare by `normalize.rule_key`.
 """

@@ -1,4 +1,5 @@
-"""The rules Docker 29's nftables firewall backend should have installed (docker-firewall.md §2d).
+"""The rules Docker 29's nftables firewall backend should have installed
+(docs/docker-rules.md, the nftables backend).
 
 Tables `ip docker-bridges` / `ip6 docker-bridges`. Each rule is built as the `nft -j` expressions
 Docker's own rule text parses to (daemon/libnetwork/drivers/bridge/internal/nftabler) and goes

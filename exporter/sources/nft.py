@@ -2,7 +2,7 @@
 
 `nft -j list chains` (cheap: no rules) says which tables have base chains at the hooks the
 evaluator walks; only those are listed in full with `nft -j list table FAMILY NAME`, because
-`nft -j` is slow and memory-hungry at scale (rule-readers.md §3). Tables iptables-nft owns
+`nft -j` is slow and memory-hungry at scale (docs/nftables.md). Tables iptables-nft owns
 (ip/ip6 filter, nat, raw, mangle, security) are left to `iptables-nft-save`, which keeps what
 nft JSON loses (the DNAT target of an xt rule). arp, bridge and netdev tables are not read.
 """

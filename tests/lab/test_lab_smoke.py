@@ -1,4 +1,4 @@
-"""The test lab reproduces test-lab.md's incident table with real traffic, and cleans up."""
+"""The test lab reproduces the incident table of docs/testing.md with real traffic, and cleans up."""
 
 from __future__ import annotations
 

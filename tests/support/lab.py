@@ -1,4 +1,4 @@
-"""A real Docker host in a throwaway network namespace, for tests (see reference/test-lab.md).
+"""A real Docker host in a throwaway network namespace, for tests (the recipe: docs/testing.md).
 
 `Lab` creates two network namespaces joined by a veth pair: the Docker host (192.0.2.1,
 2001:db8:1::1) runs its own dockerd, and the client (192.0.2.2, 2001:db8:1::2) plays the
