@@ -106,8 +106,12 @@ def merge(a: Packet | None, b: Packet | None) -> Packet | None:
 def carry(p: Packet, out: Packet | None) -> Packet:
     """`p` with what the rules changed on `out` (its marks, conntrack state, MSS): `out` may be
     the packet of a remembered walk of a wider class of clients (walk.Walker.hook)."""
-    if out is None:
+    if out is None or out is p:
         return p
+    if (out.mark, out.ctmark, out.ctstate, out.mss, out.untracked_by) == (
+        p.mark, p.ctmark, p.ctstate, p.mss, p.untracked_by
+    ):  # fmt: skip
+        return p  # nothing changed: no copy (this runs for every hook and jump)
     return replace(p, mark=out.mark, ctmark=out.ctmark, ctstate=out.ctstate, mss=out.mss,
                    untracked_by=out.untracked_by)  # fmt: skip
 

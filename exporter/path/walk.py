@@ -80,7 +80,7 @@ def combine(parts) -> Outcome:
                 m[1], m[2] = po, size
     out = []
     for ps, po, _, rules in merged.values():
-        if len(rules) > 1:
+        if len(rules) > 1 and po.verdict in ("DROP", "REJECT"):
             more, r = len(rules) - 1, po.rule
             po = replace(po, why=f"and {more} more rule{'s' * (more > 1)} of {r.table}/{r.chain}")
         out.append((ps, po))
@@ -255,7 +255,9 @@ class Walker:
                 return last.outcome
             self.only, o = going[0]
             p = narrow(p, self.only)
-        return self.owned(replace(o, out=carry(p, o.out)) if o.out else o)
+        if o.out is not None and o.out is not p:
+            o = replace(o, out=carry(p, o.out))
+        return self.owned(o)
 
     def owned(self, o: Outcome) -> Outcome:
         """`o` with the owner of its deciding rule (path.owner), when it can decide a state
@@ -298,7 +300,7 @@ class Walker:
             p = carry(p, o.out)
             if first is None and result.verdict in TRANSLATED:
                 first = order
-        return replace(result, out=p)
+        return result if result.out is p else replace(result, out=p)
 
     def _settle(self, irs, table: str, chain: str, o: Outcome, result: Outcome):
         """One backend's outcome at a hook: (a stop, None) or (None, the hook's result so far)."""
