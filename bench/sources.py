@@ -12,9 +12,10 @@ rules, then DOCKER-USER holding `--prefixes` distinct source prefixes, three way
   block       -s P -j DROP per prefix (a blocklist)
 
 Each row: analyse()'s "evaluate" timing (every binding's walk) in CPU seconds of this process
-(other work on a shared machine does not count), min of --repeat runs on the same parsed rules
-(chain indexes warm, as in a refresh where DOCKER-USER did not change), and the states found. `--product DIR` measures the exporter package of another tree (an older commit:
-"today's" figure) with this tree's bench.
+(other work on a shared machine does not count), min of --repeat runs on the same lazily
+parsed rules (chain indexes kept, as in a refresh where the rules did not change), and the
+states found. `--product DIR` measures the exporter package of another tree (an older
+commit: "today's" figure) with this tree's bench.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
     if a.product:
         sys.path.insert(0, a.product)
     from exporter.docker.decode import DaemonHints, decode_state
-    from exporter.rules.iptsave import parse_save
+    from exporter.rules.lazysave import parse_save_lazy
 
     doc = gen.docker_json(a.bindings)
     text = gen.ruleset_text(doc, a.rules)
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
                          DaemonHints(cmdline=("/usr/sbin/dockerd",)))  # fmt: skip
     rows = []
     for kind in ("none", "allow", "allow+acc", "block"):
-        rs = parse_save(scenario(text, kind, a.prefixes), "ipv4", "nf_tables")
+        rs = parse_save_lazy(scenario(text, kind, a.prefixes), "ipv4", "nf_tables")
         t = time.perf_counter()
         took, states = measure(state, rs, a.repeat)
         rows.append({"scenario": kind, "evaluate_ms": round(took * 1000, 1), "states": states,
