@@ -40,10 +40,21 @@ def wait(url: str, port: int, want: float, started: float, timeout: float) -> fl
 
 
 def ipt(tool: str, *args: str) -> float:
+    """Seconds `tool -t nat ARGS` took."""
     t = time.perf_counter()
     subprocess.run([tool, "-w", "5", "-t", "nat", *args], check=True, timeout=120,
                    capture_output=True)  # fmt: skip
     return time.perf_counter() - t
+
+
+def first_dnat(tool: str) -> tuple[list[str], int, int]:
+    """(rule spec, index in nat DOCKER, host port) of the first DNAT rule of nat DOCKER."""
+    save = subprocess.run([tool + "-save", "-t", "nat"], capture_output=True, text=True,
+                          check=True, timeout=120).stdout  # fmt: skip
+    docker = [ln for ln in save.splitlines() if ln.startswith("-A DOCKER ")]
+    pos = next(i for i, ln in enumerate(docker) if " -j DNAT " in ln)
+    spec = docker[pos].split()[2:]
+    return spec, pos, int(spec[spec.index("--dport") + 1])
 
 
 def main() -> None:
@@ -54,12 +65,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=60)
     a = ap.parse_args()
     tool = f"iptables-{a.backend}"
-    save = subprocess.run([tool + "-save", "-t", "nat"], capture_output=True, text=True,
-                          check=True, timeout=120).stdout  # fmt: skip
-    docker = [ln for ln in save.splitlines() if ln.startswith("-A DOCKER ")]
-    pos = next(i for i, ln in enumerate(docker) if " -j DNAT " in ln)
-    spec = docker[pos].split()[2:]
-    port = int(spec[spec.index("--dport") + 1])
+    spec, pos, port = first_dnat(tool)
     wait(a.url, port, 1.0, time.perf_counter(), a.timeout)
     rounds = []
     for _ in range(a.rounds):
