@@ -107,10 +107,10 @@ def detect_rounds(url: str, target: tuple, rounds: int, timeout: float) -> dict:
         t = time.perf_counter()
         took_back = ipt("iptables-nft", "-I", "DOCKER", str(pos + 1), *spec)
         back = wait(url, port, 1.0, t, timeout)
-        if back is None:  # the rule is back but not seen yet: wait untimed for the next round
-            wait(url, port, 1.0, t, 600)
         out.append({"seconds": gone, "command": took, "restore_seconds": back,
                     "restore_command": took_back})  # fmt: skip
+        if back is None:  # not seen under churn: the caller waits once the churn has stopped
+            break
         time.sleep(1.0)  # not back to back: each deletion lands in a running churn
     return {"port": port, "rounds": out}
 
@@ -133,6 +133,8 @@ def main() -> None:
         time.sleep(WARMUP)
         out["churn"] = cpu_window(a.pid, a.seconds, churner)
         out["detect"] = detect_rounds(a.url, target, a.rounds, a.timeout)
+    t = time.perf_counter()
+    out["detect"]["ok_after_churn"] = wait(a.url, target[2], 1.0, t, 300)
     json.dump(out, sys.stdout)
 
 

@@ -77,12 +77,29 @@ SERVE = (
     Flag("refresh.interval", "15s", "refresh the snapshot at least this often"),
     Flag("refresh.debounce", "200ms", "wait this long after an event before refreshing"),
     Flag(
+        "refresh.cpu-budget",
+        "5",
+        "percent of one core that refreshes on events may use on average (they slow down to "
+        "stay within it; the interval's refresh always runs)",
+    ),
+    Flag(
         "refresh.host-facts-interval",
         "5m",
         "re-read the iptables build (package databases, self-test) this often",
     ),
     Flag("max-bindings", "5000", "export per-port series for at most this many bindings"),
 )
+
+
+def parse_percent(text: str, flag: str) -> float:
+    """`5`, `2.5` or `5%`: a percentage above 0 and at most 100, as a fraction."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 100:
+        raise ConfigError(f"--{flag}: {text!r} is not a percentage above 0 and at most 100")
+    return value / 100
 
 
 def parse_duration(text: str, flag: str) -> float:

@@ -52,8 +52,17 @@ class LazyChains(Mapping):
         self.lines: dict[str, list[str]] = {}  # chain → its rule lines, for reuse next time
         self.errors: list[ParseError] = []  # rule-level errors of the chains parsed so far
         self._absent: set[str] = set()
+        # Chains read again on their own since `text` was taken (`patched`): name → (policy,
+        # rule lines), None when the chain is gone; `count_delta`: what they add to the count.
+        self.patch: dict[str, tuple[str | None, tuple[str, ...]] | None] = {}
+        self.count_delta = 0
+        # What was looked up (found or not): a change to any other chain cannot change what
+        # was worked out from this table (serve.relevance). `listed`: every name was.
+        self.seen: set[str] = set()
+        self.listed = False
 
     def __getitem__(self, name: str) -> Chain:
+        self.seen.add(name)
         chain = self.parsed.get(name)
         if chain is None:
             if name in self._absent:
@@ -69,13 +78,20 @@ class LazyChains(Mapping):
             return True
         if not isinstance(name, str) or name in self._absent:
             return False
-        found = self._find(f"\n:{name} ") >= 0  # every chain with rules is declared
+        self.seen.add(name)
+        if name in self.patch:
+            found = self.patch[name] is not None
+        else:
+            found = self._find(f"\n:{name} ") >= 0  # every chain with rules is declared
         if not found:
             self._absent.add(name)
         return found
 
     def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(_DECLARED.findall(self.text, self.lo, self.hi)))
+        self.listed = True
+        names = dict.fromkeys(_DECLARED.findall(self.text, self.lo, self.hi))
+        names.update(dict.fromkeys(self.patch))
+        return iter([n for n in names if self.patch.get(n, True) is not None])
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -84,7 +100,18 @@ class LazyChains(Mapping):
         return f"<LazyChains {self.table}: {len(self.parsed)} parsed>"
 
     def rule_count(self) -> int:
-        return self.text.count("\n-A ", self.lo, self.hi)
+        return self.text.count("\n-A ", self.lo, self.hi) + self.count_delta
+
+    def patched(self, chains: Mapping[str, tuple[str | None, tuple[str, ...]] | None]):
+        """The same table with `chains` (name → (policy, rule lines), None: gone) read again
+        on their own since the text was taken."""
+        new = LazyChains(self.table, self.text, (self.lo, self.hi), self.first_line,
+                         self.family, self.backend, self)  # fmt: skip
+        new.patch = {**self.patch, **chains}
+        new.count_delta = sum(len(p[1]) for p in new.patch.values() if p is not None) - sum(
+            len(self._text_lines(n)) for n in new.patch
+        )
+        return new
 
     def _find(self, what: str, at: int | None = None) -> int:
         return self.text.find(what, self.lo if at is None else at, self.hi)
@@ -106,6 +133,9 @@ class LazyChains(Mapping):
         return chain
 
     def _policy(self, name: str) -> tuple[str | None, bool]:
+        if name in self.patch:
+            got = self.patch[name]
+            return (None, False) if got is None else (got[0], True)
         at = self._find(f"\n:{name} ")
         if at < 0:
             return None, False
@@ -116,6 +146,10 @@ class LazyChains(Mapping):
         return (None if policy == "-" else policy), True
 
     def _rule_lines(self, name: str) -> list[str]:
+        got = self.patch.get(name)
+        return list(got[1]) if got is not None else self._text_lines(name)
+
+    def _text_lines(self, name: str) -> list[str]:
         lines, at = [], self._next_rule(name, self.lo)
         while at >= 0:
             end = self.text.find("\n", at + 1)
@@ -192,6 +226,28 @@ def rule_errors(rs: Ruleset) -> tuple[ParseError, ...]:
     """Errors of rules parsed lazily so far, after the Ruleset's own (structural) errors."""
     lazy = (t.chains.errors for t in rs.tables.values() if isinstance(t.chains, LazyChains))
     return tuple(e for errors in lazy for e in errors)
+
+
+def patch_ruleset(
+    rs: Ruleset, chains: Mapping[str, Mapping[str, tuple[str | None, tuple[str, ...]] | None]]
+) -> Ruleset | None:
+    """`rs` with the chains of `chains` (table → name → (policy, rule lines), None: gone) read
+    again on their own; None when a table named is not a lazily parsed one of `rs`."""
+    out = dict(rs.tables)
+    for table, fresh in chains.items():
+        t = rs.tables.get(table)
+        if t is None or not isinstance(t.chains, LazyChains):
+            return None
+        out[table] = Table(table, t.chains.patched(fresh))
+    return Ruleset(rs.family, rs.backend, out, rs.errors)
+
+
+def looked_at(rs: Ruleset, table: str, chain: str) -> bool:
+    """Whether anything looked `table`/`chain` up in `rs` (True when that is not recorded)."""
+    t = rs.tables.get(table)
+    if t is None or not isinstance(t.chains, LazyChains):
+        return True
+    return t.chains.listed or chain in t.chains.seen
 
 
 def _tables(text: str) -> list[tuple[str, tuple[int, int], int]] | None:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter.readings import Readings
+from exporter.rules.lazysave import looked_at
+from exporter.rules.model import FAMILIES
+from exporter.rules.nftjson import is_native
 from exporter.serve.snapshot import Snapshot, assess
 from exporter.serve.state import RefreshState
+from exporter.sources.chains import reread
 from exporter.sources.docker_api import DEFAULT_HOST, DockerError, read_docker
 from exporter.sources.hostnet import host_addresses
 from exporter.sources.iptables import read_family
 from exporter.sources.nft import read_native, with_native
+
+AGAIN = 2  # analyses again at most, after reading chains found stale
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +38,40 @@ def take_snapshot(
     """Read and assess. `state`: what earlier refreshes with the same state left to reuse
     (None: a fresh one, nothing reused)."""
     state = state if state is not None else RefreshState()
-    return assess(read_host(opts, state, clock), dict(opts.clients) or None, state.analyse)
+    readings, clients = read_host(opts, state, clock), dict(opts.clients) or None
+    snap = assess(readings, clients, state.analyse)
+    for _ in range(AGAIN):
+        again = _with_stale_read(opts, state, readings)
+        if again is None:
+            break
+        readings = again
+        snap = assess(readings, clients, state.analyse)
+    return snap
+
+
+def _with_stale_read(opts: RefreshOptions, state: RefreshState, r: Readings) -> Readings | None:
+    """`r` with the chains the analysis looked up although they changed since their text was
+    read (and were not read again, as nothing had looked at them) read now; None if none."""
+    rules, changed = dict(r.rules), False
+    for family, fr in r.rules.items():
+        rs = next((x for x in fr.rulesets if x.backend == "nf_tables" and not is_native(x)), None)
+        stale = state.stale[family]
+        wanted = {(t, c) for t, cs in stale.items() for c in cs if rs and looked_at(rs, t, c)}
+        if not wanted:
+            continue
+        again = reread(rs, stale, opts.command_timeout, wanted)
+        if again is None:  # read everything of this family again
+            read = read_family(family, opts.command_timeout, opts.reader == "iptc",
+                               state.saves[family])  # fmt: skip
+            state.rules_read(family, True, "nf_tables" in read.texts)
+            again = next((x for x in read.rules.rulesets if x.backend == "nf_tables"), None)
+            if again is None:
+                continue
+        else:
+            state.saves[family]["nf_tables"] = (state.saves[family]["nf_tables"][0], again)
+        rulesets = tuple(again if x is rs else x for x in fr.rulesets)
+        rules[family], changed = replace(fr, rulesets=rulesets), True
+    return replace(r, rules=rules) if changed else None
 
 
 def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Readings:
@@ -52,11 +91,7 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
         raw = timed("docker", read_docker, opts.docker_host, opts.docker_timeout, opts.host_root)
     except DockerError as exc:
         docker_error = str(exc)
-    iptc = opts.reader == "iptc"
-    reads = {
-        fam: timed(f"rules_{fam}", read_family, fam, opts.command_timeout, iptc, state.saves[fam])
-        for fam in ("ipv4", "ipv6")
-    }
+    reads = {fam: timed(f"rules_{fam}", _read_rules, opts, state, fam) for fam in FAMILIES}
     # Native nftables tables (Docker 29's nftables backend, any other firewall's): every family's
     # rules include them; iptables-nft's own tables are left to iptables-nft-save.
     nft_read = frozenset(f for f, r in reads.items() if "nf_tables" in r.texts)
@@ -77,6 +112,15 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     return Readings(
         started, raw, docker_error, rules, addrs, host, host_error, warnings, timings, started=t0
     )
+
+
+def _read_rules(opts: RefreshOptions, state: RefreshState, family: str):
+    """The family's rules: the chains changed since the last read, when the change feed says
+    which, else everything."""
+    stale = state.changed_chains(family)
+    r = read_family(family, opts.command_timeout, opts.reader == "iptc", state.saves[family], stale)
+    state.rules_read(family, stale is None, "nf_tables" in r.texts)
+    return r
 
 
 def _iptables_facts(opts: RefreshOptions):

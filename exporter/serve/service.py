@@ -12,11 +12,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from exporter import __version__, logs
-from exporter.config import ConfigError, parse_duration, parse_listen
+from exporter.config import ConfigError, parse_duration, parse_listen, parse_percent
 from exporter.serve.collector import SnapshotCollector
 from exporter.serve.refresh import RefreshOptions
 from exporter.serve.scheduler import Holder, Scheduler
-from exporter.sources.watch import DockerEvents, NftMonitor
+from exporter.sources.watch import DockerEvents, NftEvents, NftMonitor
 from exporter.web.app import make_app
 from exporter.web.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -37,6 +37,7 @@ class ServeConfig:
     max_bindings: int
     log_level: str
     log_format: str
+    cpu_budget: float = 0.05  # a fraction of one core (serve.pace)
 
 
 def _count(text: str, flag: str) -> int:
@@ -65,6 +66,7 @@ def serve_config(v: dict) -> ServeConfig:
         max_requests=_count(v["web.max-requests"], "web.max-requests"),
         interval=parse_duration(v["refresh.interval"], "refresh.interval"),
         debounce=parse_duration(v["refresh.debounce"], "refresh.debounce"),
+        cpu_budget=parse_percent(v["refresh.cpu-budget"], "refresh.cpu-budget"),
         host_interval=parse_duration(
             v["refresh.host-facts-interval"], "refresh.host-facts-interval"
         ),
@@ -80,7 +82,8 @@ def build_app(cfg: ServeConfig, opts: RefreshOptions, snapshot_fn=None, watch: b
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(holder, cfg.max_bindings))
     kwargs = {"snapshot_fn": snapshot_fn} if snapshot_fn else {}
-    sched = Scheduler(opts, cfg.interval, cfg.debounce, cfg.host_interval, holder, **kwargs)
+    sched = Scheduler(opts, cfg.interval, cfg.debounce, cfg.host_interval, holder, **kwargs,
+                      cpu_budget=cfg.cpu_budget)  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def background(app: web.Application):
@@ -89,14 +92,14 @@ def build_app(cfg: ServeConfig, opts: RefreshOptions, snapshot_fn=None, watch: b
         def notify(why: str) -> None:
             loop.call_soon_threadsafe(sched.trigger, why)
 
-        tasks = [asyncio.create_task(sched.run(), name="refresh")]
+        tasks, nft = [], _ruleset_watcher(sched) if watch else None
+        if nft:  # subscribed before the first refresh reads: no change falls in between
+            tasks.append(asyncio.create_task(nft.run(), name="nft-watch"))
+            await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(sched.run(), name="refresh"))
         events = DockerEvents(opts.docker_host, notify) if watch else None
         if events:
             events.start()
-        monitor = watch and NftMonitor.available()
-        nft = NftMonitor(sched.trigger, sched.state.native) if monitor else None
-        if nft:
-            tasks.append(asyncio.create_task(nft.run(), name="nft-monitor"))
         try:
             yield
         finally:
@@ -107,8 +110,10 @@ def build_app(cfg: ServeConfig, opts: RefreshOptions, snapshot_fn=None, watch: b
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
-            if nft:
+            if isinstance(nft, NftMonitor):
                 await nft.close()
+            elif nft:
+                nft.close()
 
     page_refresh = round(min(max(cfg.interval, 5.0), 60.0))  # the page follows the snapshots
     app = make_app(
@@ -121,6 +126,16 @@ def build_app(cfg: ServeConfig, opts: RefreshOptions, snapshot_fn=None, watch: b
         page_refresh=page_refresh,
     )
     return app, holder, sched
+
+
+def _ruleset_watcher(sched: Scheduler) -> NftEvents | NftMonitor | None:
+    """The kernel's nf_tables notifications; `nft monitor` where no netlink socket can be had."""
+    try:
+        NftEvents.open().close()
+    except OSError as exc:
+        log.debug("nf_tables notifications: %s; trying nft monitor", exc)
+        return NftMonitor(sched) if NftMonitor.available() else None
+    return NftEvents(sched)
 
 
 def run_service(ns, opts: RefreshOptions) -> int:

@@ -5,8 +5,9 @@ The Scheduler owns one RefreshState and hands it to each refresh (they run one a
 - the last `*-save` text and Ruleset per family and backend: a byte-identical text gives back the
   same Ruleset, a changed one reuses its unchanged chains (sources.iptables.parse_reusing);
 - the last Analysis, served again while its inputs are all the same (compared whole);
-- the last read of native nftables tables, reused while `nft monitor` reports no change to one
-  (`native`, fed by the service's NftMonitor);
+- the last read of native nftables tables, reused while the nf_tables change feed reports no
+  change to one (`native`), and which iptables-nft chains changed since each family's rules were
+  read (`chains`), both fed by the service's watcher through the Scheduler;
 - the last iptables facts (the expensive host facts: package databases, the `-C` self-test),
   read again only every `host_interval` seconds; boot and dockerd start times are read on every
   refresh (serve.refresh).
@@ -18,7 +19,8 @@ import time
 from collections.abc import Callable
 
 from exporter.path.analysis import Analysis, analyse
-from exporter.sources.nftwatch import NativeWatch
+from exporter.rules.family import FamilyRules
+from exporter.sources.nftwatch import ChainWatch, NativeWatch
 
 
 class RefreshState:
@@ -26,6 +28,9 @@ class RefreshState:
         self.saves: dict[str, dict] = {"ipv4": {}, "ipv6": {}}  # family → backend → (text, rs)
         self.last: tuple | None = None  # (inputs, Analysis)
         self.native = NativeWatch()
+        self.chains = ChainWatch()
+        # family → table → chains changed since the text in `saves` was taken, not read again
+        self.stale: dict[str, dict[str, set[str]]] = {"ipv4": {}, "ipv6": {}}
         self.host_interval, self.clock = host_interval, clock
         self.host = None  # the last IptablesFacts read (exporter.hostfacts)
         self.host_read_at: float | None = None
@@ -37,6 +42,30 @@ class RefreshState:
 
     def host_read(self, host) -> None:
         self.host, self.host_read_at = host, self.clock()
+
+    def changed_chains(self, family: str) -> dict[str, set[str]] | None:
+        """The iptables-nft chains of `family` changed since its rules were last read (table →
+        names, what the change feed reported plus what earlier refreshes left unread), or None
+        when the next read must be a whole one."""
+        taken = self.chains.take(family)
+        if taken is None:
+            return None
+        stale = self.stale[family]
+        for table, names in taken.items():
+            stale.setdefault(table, set()).update(names)
+        return stale
+
+    def rules_read(self, family: str, whole: bool, ok: bool) -> None:
+        """After a read of `family`: a whole one that worked leaves nothing stale; one that
+        failed makes the next one whole."""
+        if not ok:
+            self.chains.read_failed(family)
+        elif whole:
+            self.stale[family] = {}
+
+    def analysed_rules(self) -> dict[str, FamilyRules] | None:
+        """The rules the last analysis read (None before the first)."""
+        return self.last[0][1] if self.last is not None else None
 
     def analyse(self, state, rules, host_addrs, clients, timings=None) -> Analysis:
         """`analysis.analyse`, or the last Analysis when every input is the same as last time."""

@@ -13,6 +13,7 @@ from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import save_backend
 from exporter.rules.lazysave import parse_save_lazy
 from exporter.rules.model import Ruleset
+from exporter.sources.chains import reread
 from exporter.sources.iptc_reader import read_legacy_iptc
 from exporter.sources.proc import PROC_NAMES, forwarding, legacy_tables
 from exporter.sources.run import run, which
@@ -41,15 +42,27 @@ def save_tool(family: str, backend: str) -> str | None:
 
 
 def read_family(
-    family: str, timeout: float = 10.0, iptc: bool = False, last: dict | None = None
+    family: str,
+    timeout: float = 10.0,
+    iptc: bool = False,
+    last: dict | None = None,
+    stale: dict[str, set[str]] | None = None,
 ) -> RuleRead:
     """`last`: backend → (save text, Ruleset) of the previous read, updated in place; a text
     byte-identical to the last one gives the same Ruleset back, a changed one reuses the
-    unchanged chains (lazysave)."""
+    unchanged chains (lazysave). `stale`: the nf_tables chains changed since that read (table
+    → names; None: not known), updated in place: those the last analysis looked at are read
+    again on their own when they can be (sources.chains), else the whole ruleset is."""
     rulesets: list[Ruleset] = []
     texts, warnings, errors = {}, [], []
     tool = save_tool(family, "nf_tables")
-    if tool is None:
+    before = (last or {}).get("nf_tables")
+    again = reread(before[1], stale, timeout) if stale is not None and before else None
+    if again is not None:
+        last["nf_tables"] = (before[0], again)
+        texts["nf_tables"] = before[0]
+        rulesets.append(again)
+    elif tool is None:
         errors.append(f"no {TOOLS[(family, 'nf_tables')][0]} on PATH")
     else:
         r = run([tool], timeout)
@@ -62,6 +75,8 @@ def read_family(
         else:
             texts["nf_tables"] = r.stdout
             rulesets.append(parse_reusing(r.stdout, family, "nf_tables", last))
+            if stale is not None:
+                stale.clear()  # what changed before this read is in it
             warnings += [w for w in r.stderr.splitlines() if w.strip() and "legacy" not in w]
     legacy = legacy_tables(family)
     if legacy is None:
