@@ -15,7 +15,8 @@ from exporter.rules.lazysave import looked_at, patch_ruleset
 from exporter.rules.model import Ruleset
 from exporter.sources.run import run, which
 
-TOOLS = {"ipv4": ("iptables-nft", "iptables"), "ipv6": ("ip6tables-nft", "ip6tables")}
+# never plain `iptables`: were it the legacy one, `-t TABLE` would load the table
+TOOLS = {"ipv4": ("iptables-nft",), "ipv6": ("ip6tables-nft",)}
 MAX_CHAINS = 16  # more than this many chains to read: one whole read is cheaper
 
 

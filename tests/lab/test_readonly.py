@@ -3,7 +3,7 @@
 For the EXPORTER ONLY (a private mount namespace, tests/faultkit.Overlay), every iptables,
 ip6tables, nft, xtables, arptables and ebtables tool, `*-restore` included, is a wrapper that
 logs each call and refuses anything that could change rules. The real scenarios then run: a
-healthy `check`, the incident, the long-running service with Docker events and `nft monitor`
+healthy `check`, the incident, the long-running service with Docker events and nf_tables changes
 reacting to changes, and the `iptables -C` self-test. The test asserts that the wrappers were
 used (the log is not empty), that nothing was refused, and that the only rule-changing calls
 (the self-test's -N/-A/-C) ran in a network namespace other than the Docker host's.
@@ -59,6 +59,7 @@ def port_state(doc: dict, container: str) -> str:
         ("xtables-nft-multi", ["iptables-restore"], True),
         ("nft", ["-j", "list", "chains"], False),
         ("nft", ["monitor", "ruleset"], False),
+        ("iptables-nft", ["-t", "nat", "-S", "DOCKER"], False),
         ("nft", ["--version"], False),
         ("nft", ["flush", "ruleset"], True),
         ("nft", ["-f", "/tmp/x"], True),
@@ -85,7 +86,8 @@ def test_exporter_never_changes_rules(scratch_lab: Lab, guard: ReadOnlyGuard) ->
         # 3. the self-test, whose iptables -N/-A/-C must run in a throwaway namespace
         doc = guarded_check(lab, guard, "--iptables.self-test", "true")
         assert port_state(doc, "ro") == "ok"
-        # 4. the service: events and nft monitor drive refreshes, all through the wrappers
+        # 4. the service: Docker events and nf_tables change notifications drive refreshes; the
+        # chain a change hit is read alone (iptables-nft -S), all through the wrappers
         exp = wrapped_exporter(lab.host_ns, guard.prefix, "--docker.host", lab.docker_host,
                                "--refresh.interval", "30s", "--iptables.self-test", "true",
                                "--log.level", "debug")  # fmt: skip
@@ -104,7 +106,7 @@ def test_exporter_never_changes_rules(scratch_lab: Lab, guard: ReadOnlyGuard) ->
             assert select(s.body, "docker_nat_iptables_check_command_broken")
             log = exp.stderr()
         assert "refresh requested: docker container start" in log
-        assert "refresh requested: nftables ruleset changed" in log
+        assert "refresh requested: nftables rule changed: ip nat DOCKER" in log
     finally:
         lab.docker("rm", "-f", "ro", "ro2", check=False)
 
@@ -116,7 +118,7 @@ def test_exporter_never_changes_rules(scratch_lab: Lab, guard: ReadOnlyGuard) ->
     assert calls, "the wrappers were never called: the guard proves nothing"
     names = {c["name"] for c in host}
     assert {"iptables-nft-save", "ip6tables-nft-save", "nft"} <= names, names
-    assert any(c["name"] == "nft" and c["args"][:1] == ["monitor"] for c in host)
+    assert any(c["name"] == "iptables-nft" and c["args"][-2:] == ["-S", "DOCKER"] for c in host)
     assert {tuple(c["args"][:1]) for c in elsewhere} >= {("-N",), ("-A",), ("-C",)}, elsewhere
     summary = {}
     for c in calls:
@@ -124,7 +126,7 @@ def test_exporter_never_changes_rules(scratch_lab: Lab, guard: ReadOnlyGuard) ->
         summary[key] = summary.get(key, 0) + 1
     record("privilege", "every rule tool replaced, for the exporter only, by a logging wrapper "
            "refusing writes; scenarios: healthy check, incident, self-test, service with events "
-           "and nft monitor (real dockerd)",
+           "and nf_tables change notifications (real dockerd)",
            f"{len(calls)} calls, 0 refused; rule-changing calls only in the self-test's own "
            f"namespace ({len(elsewhere)}): {sorted({c['args'][0] for c in elsewhere})}",
            calls=len(calls), **{k.replace(" ", "_"): v for k, v in sorted(summary.items())})  # fmt: skip
