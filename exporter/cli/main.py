@@ -7,6 +7,8 @@ import argparse
 import sys
 
 from exporter import __version__, logs
+from exporter.alerts import build_parser as alerts_parser
+from exporter.alerts import write as write_alerts
 from exporter.config import (
     COMMON,
     SERVE,
@@ -55,8 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--ip6tables-save", metavar="FILE", help="use saved ip6tables-save output")
     check.add_argument("--nft-ruleset", metavar="FILE", help="use saved `nft -j list ruleset`")
     check.add_argument("--save-docker-state", metavar="FILE", help="also save Docker's answers")
-    from exporter.alerts import build_parser as alerts_parser
-
     alerts_parser(sub.add_parser("alerts", help="print the Prometheus alerting rules"))
     return p
 
@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         if ns.command == "alerts":
-            from exporter.alerts import write
-
-            return write(ns)
+            return write_alerts(ns)
         if ns.command == "check":
             from exporter.cli.check import run_check
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
+from exporter.hostfacts import HostFacts
 from exporter.readings import Readings
 from exporter.rules.lazysave import looked_at
 from exporter.rules.model import FAMILIES
@@ -12,6 +13,7 @@ from exporter.rules.nftjson import is_native
 from exporter.serve.snapshot import Snapshot, assess
 from exporter.serve.state import RefreshState
 from exporter.sources.chains import reread
+from exporter.sources.daemonstart import read_daemon_start
 from exporter.sources.docker_api import DEFAULT_HOST, DockerError, read_docker
 from exporter.sources.hostnet import host_addresses
 from exporter.sources.iptables import read_family
@@ -135,7 +137,4 @@ def _with_daemon_start(opts: RefreshOptions, iptables, pid: int | None):
     """HostFacts: the cached iptables facts with the boot and dockerd start times read now."""
     if iptables is None:
         return None
-    from exporter.hostfacts import HostFacts
-    from exporter.sources.daemonstart import read_daemon_start
-
     return HostFacts(iptables, *read_daemon_start(opts.host_root, pid))

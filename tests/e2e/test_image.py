@@ -30,6 +30,7 @@ from support.lab import Lab, LabError
 from support.util import require_lab, require_or_skip
 
 from exporter import __version__
+from exporter.project import PROJECT_URL, doc_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 
@@ -129,6 +130,8 @@ def test_image_metadata(lab, image):
     assert labels["org.opencontainers.image.title"] == "docker-nat-exporter"
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.source"] == PROJECT_URL  # the build arg's default
+    assert labels["org.opencontainers.image.documentation"] == doc_url("deploy.md")
     assert f"{LISTEN_PORT}/tcp" in config["ExposedPorts"]
     version = lab.docker("run", "--rm", image, "--version", timeout=60).stdout
     assert version.strip() == f"docker-nat-exporter {__version__}"

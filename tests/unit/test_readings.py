@@ -63,7 +63,6 @@ def test_a_rule_found_unreadable_during_analysis_is_counted_and_warned_once():
 def test_daemon_start_is_read_every_refresh_iptables_facts_on_their_interval(monkeypatch):
     """Issue 15 item 1: a daemon restart shows at the next refresh; only the expensive facts
     (package databases, the self-test) wait for --refresh.host-facts-interval."""
-    import exporter.sources.daemonstart as daemonstart
     import exporter.sources.host as host
     from exporter.rules.family import FamilyRules as FR
     from exporter.serve import refresh
@@ -80,7 +79,7 @@ def test_daemon_start_is_read_every_refresh_iptables_facts_on_their_interval(mon
     monkeypatch.setattr(refresh, "host_addresses", lambda *a: ())
     reads, starts = [], iter([1000.0, 2000.0])
     monkeypatch.setattr(host, "read_iptables_facts", lambda **kw: reads.append(kw) or "ipt")
-    monkeypatch.setattr(daemonstart, "read_daemon_start",
+    monkeypatch.setattr(refresh, "read_daemon_start",
                         lambda *a: (10.0, next(starts), "proc", ()))  # fmt: skip
     state = RefreshState(host_interval=3600.0)
     first = refresh.read_host(refresh.RefreshOptions(), state).host
