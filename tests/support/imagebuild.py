@@ -52,7 +52,8 @@ BASE_TAG = "debian:bookworm-slim"
 IMAGE_TAG = "docker-nat-exporter:test"
 # Everything the Dockerfile's COPY lines can see (.dockerignore lets in no more than this).
 CONTEXT_PATHS = (
-    "Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "exporter", "deploy/container",
+    "Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "LICENSE", "exporter",
+    "deploy/container",
 )  # fmt: skip
 # Bump when the rootfs recipe below changes: the cached tar is keyed by it.
 ROOTFS_RECIPE = "bookworm-minbase-slim-v2"

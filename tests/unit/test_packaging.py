@@ -56,6 +56,8 @@ def test_image_labels_take_the_base_url_from_a_build_arg():
     assert labels["licenses"] == "Apache-2.0"
     assert text.count(PROJECT_URL) == 1  # no other guessed host
     assert re.search(r"^COPY pyproject\.toml README\.md LICENSE ", text, re.M)
+    allowed = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "!LICENSE" in allowed  # the build context must hold what the wheel's metadata names
 
 
 def test_systemd_unit_documentation_uses_the_base():
