@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.docker.raw import DockerRaw
+from exporter.netstate import NetState
 from exporter.rules.family import FamilyRules
 
 
@@ -26,3 +27,4 @@ class Readings:
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)  # seconds per source read
     started: float | None = None  # time.perf_counter() when a live reading began
+    net: NetState | None = None  # links, routes, forwarding switches; None: not read

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from exporter.docker.model import Binding, DockerState
+from exporter.netstate import NetState
 from exporter.path.evidence import (
     RULED,
     Evidence,
@@ -20,6 +21,7 @@ from exporter.path.evidence import (
     with_missing,
 )
 from exporter.path.probes import Probes, client_spaces, network_env
+from exporter.path.route import Routing
 from exporter.path.stale import StaleRule, stale_rules
 from exporter.path.verdict import Verdict, judge
 from exporter.path.walk import IndexedRuleset
@@ -47,10 +49,12 @@ def analyse(
     host_addrs: tuple[tuple[str, str], ...] | None,
     clients: dict[str, str] | None = None,
     timings: dict[str, float] | None = None,
+    net: NetState | None = None,
 ) -> Analysis:
     """`host_addrs` are (interface, address) pairs of the host; None when unknown. `timings`,
     when given, gets the seconds spent on expected rules ("expect"), on the packet walks
-    ("evaluate") and on stale rules ("stale")."""
+    ("evaluate") and on stale rules ("stale"). `net`: the host's links, routes and forwarding
+    switches (None: not read, not judged)."""
     lap = _Laps(timings)
     readable = {f for f, fr in rules.items() if not fr.error}
     nft_unread = {}
@@ -59,14 +63,14 @@ def analyse(
         readable -= set(nft_unread)
     exp = expectations(state, rules, readable)
     lap("expect")
-    ports = _verdicts(state, rules, readable, nft_unread, exp, host_addrs, clients or {})
+    ports = _verdicts(state, rules, readable, nft_unread, exp, host_addrs, clients or {}, net)
     lap("evaluate")
     stale = [s for f in readable for s in stale_rules(rules[f], state.bindings)]
     lap("stale")
     return Analysis(ports, exp.jumps, exp.bridge_rules, tuple(stale))
 
 
-def _verdicts(state, rules, readable, nft_unread, exp: Expectations, host_addrs, clients):
+def _verdicts(state, rules, readable, nft_unread, exp: Expectations, host_addrs, clients, net):
     """Walk a remote client's packet for every binding and name what decided it."""
     env = network_env(state, [rs for f in readable for rs in rules[f].rulesets])
     owners = {(b.container_ip, b.container_port): b.container for b in state.bindings}
@@ -77,7 +81,7 @@ def _verdicts(state, rules, readable, nft_unread, exp: Expectations, host_addrs,
     ports = []
     for b, own in zip(state.bindings, exp.per_binding, strict=True):
         fam_ok = b.family in readable
-        fwd = rules[b.family].forwarding if fam_ok else None
+        fwd = Routing(net, rules[b.family].forwarding if fam_ok else None)
         gone = missing(b, own, shared)
         rs = indexed.get(b.family)
         v = judge(b, state.daemon, rs, env, probes(b), owners, spaces[b.family], fwd, bool(gone))

@@ -6,7 +6,7 @@ and the reply's way back through FORWARD; or, untranslated, filter INPUT to dock
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from exporter.docker.model import (
     DESIGN_BLIND,
@@ -17,61 +17,16 @@ from exporter.docker.model import (
     Daemon,
 )
 from exporter.path.classes import REACH, SEVERITY, SourceClass, exposure_of, summarise
-from exporter.path.codes import policy_drop
+from exporter.path.forward import forward
 from exporter.path.matching import LOCAL, REMOTE, Env, Packet
 from exporter.path.owner import DOCKER, HOST
+from exporter.path.route import Routing
 from exporter.path.sources import Sources, client_space, describe
-from exporter.path.walk import Fork, IndexedRuleset, Outcome, Settled, Walker
+from exporter.path.steps import MSS, Probe, Verdict, rule_desc, settled, stopped, through
+from exporter.path.walk import Fork, IndexedRuleset, Walker
 
 STATES = ("ok", "proxied", "masqueraded", "misrouted", "dropped", "unreachable", "unknown")
-# The MSS option of a client's SYN on an Ethernet path (MTU 1500 less the IP and TCP headers).
-MSS = {"ipv4": 1460, "ipv6": 1440}
 MAX_CLASSES = 1024  # source classes walked per binding and host address (a bound, not a goal)
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    state: str
-    code: str  # stable, in exporter.path.codes.CODES: the metric's reason label
-    reason: str  # free text naming the deciding rule and its position: check, status page
-    rule: str = ""  # the deciding rule as the kernel lists it, with its position
-    owner: str = ""  # whose rule decided a state other than ok/proxied (path.owner)
-    classes: tuple[SourceClass, ...] = ()  # what each class of remote sources gets
-    exposure: str = ""  # public | restricted | local | unknown (path.classes)
-    allowed: str = ""  # the remote sources that reach the port (path.sources.describe)
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    """Where the modelled client aims: one local address (None: unknown) and its interface."""
-
-    dst: str | None
-    iif: str | None
-
-
-def _rule_desc(o: Outcome) -> str:
-    if o.rule is None:
-        return o.why
-    more = f" ({o.why})" if o.why else ""  # "and 49 more rules of filter/DOCKER-USER"
-    return f"{o.rule.ref} `{o.rule.text}`{more}"
-
-
-def _stopped(o: Outcome, what: str, chain: str, reply: bool = False) -> Verdict | None:
-    """The verdict when `o`, the outcome of `chain` for the connection (or for the container's
-    replies), stops it."""
-    text = o.rule.text if o.rule else ""
-    if o.verdict in ("DROP", "REJECT"):
-        code = "reply_dropped" if reply else "dropped_by_rule" if o.rule else policy_drop(chain)
-        return Verdict("dropped", code, f"{what} dropped by {_rule_desc(o)}", text, o.owner)
-    if o.verdict == "UNKNOWN":
-        return _unknown(o)
-    return None
-
-
-def _unknown(o: Outcome) -> Verdict:
-    # The walker names a rule for every undecidable case; only an unreadable table has none.
-    code = "undecidable_rule" if o.rule else "rules_unreadable"
-    return Verdict("unknown", code, o.why, o.rule.text if o.rule else "", o.owner)
 
 
 def judge(
@@ -82,7 +37,7 @@ def judge(
     probes: list[Probe],
     owners: dict[tuple[str, int], str],
     client: str | Sources = REMOTE,
-    forwarding: bool | None = True,
+    forwarding: Routing | bool | None = True,
     missing: bool = False,
 ) -> Verdict:
     """The state of one binding. `rulesets` is None when the family's rules could not be read;
@@ -138,7 +93,7 @@ def _classified(b: Binding, pr: Probe, space: Sources, ctx) -> Verdict:
         except Fork as fork:
             todo.extend(fork.parts)
             v = None
-        done += [_class(st.sources, _settled(st), missing) for st in w.settled]
+        done += [_class(st.sources, settled(st), missing) for st in w.settled]
         if v is not None:
             done.append(_class(w.only or part, v, missing))
     done.sort(key=lambda c: c.sources.spans[0] if c.sources.spans else (0, 0))
@@ -149,33 +104,6 @@ def _classified(b: Binding, pr: Probe, space: Sources, ctx) -> Verdict:
 def _class(part: Sources, v: Verdict, missing: bool) -> SourceClass:
     owner = DOCKER if missing and v.state == "dropped" and not v.rule else v.owner
     return SourceClass(part, v.state, v.code, v.reason, v.rule, owner)
-
-
-# What a hook stops, as _path's walks say it
-STOPPED = {(False, "PREROUTING"): "the connection is",
-           (False, "FORWARD"): "after translation the connection is",
-           (False, "INPUT"): "the untranslated connection is",
-           (False, "POSTROUTING"): "on its way to the bridge the connection is",
-           (True, "PREROUTING"): "the container's replies are",
-           (True, "FORWARD"): "the replies are"}  # fmt: skip
-
-
-def _settled(st: Settled) -> Verdict:
-    """The verdict of a part of the client class the walk left behind at a hook."""
-    what = STOPPED.get((st.reply, st.chain), "the connection is")
-    return _stopped(st.outcome, what, st.chain, st.reply)
-
-
-def _through(w: Walker, rulesets, hooks, pkt: Packet, what: str):
-    """Walk `hooks` ((table, chain) pairs) in order; a stop verdict, or None and the packet as
-    the last hook let it go (its marks and conntrack state carried from hook to hook)."""
-    for table, chain in hooks:
-        o = w.hook(rulesets, table, chain, pkt)
-        stop = _stopped(o, what, chain, pkt.reply)
-        if stop:
-            return stop, pkt
-        pkt = o.out or pkt
-    return None, pkt
 
 
 def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding, w=None) -> Verdict:
@@ -197,19 +125,19 @@ def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding, w=Non
         mss=MSS[b.family] if b.protocol == "tcp" else None,
     )
     pre = [("raw", "PREROUTING"), ("mangle", "PREROUTING")]
-    stop, pkt = _through(w, rulesets, pre, pkt, "the connection is")
+    stop, pkt = through(w, rulesets, pre, pkt, "the connection is")
     if stop:
         return stop
     if pkt.ctstate == "UNTRACKED":  # no conntrack, no NAT: the packet stays addressed as sent
         if routed:
-            return _forward(b, rulesets, w, pkt, None, forwarding)
+            return forward(b, rulesets, w, pkt, None, forwarding)
         return _local(b, daemon, rulesets, w, pkt)
     nat = w.hook(rulesets, "nat", "PREROUTING", pkt)
-    stop = _stopped(nat, "the connection is", "PREROUTING")
+    stop = stopped(nat, "the connection is", "PREROUTING")
     if stop:
         return stop
     if nat.verdict == "REDIRECT":
-        why = f"{_rule_desc(nat)} redirects it to a local port"
+        why = f"{rule_desc(nat)} redirects it to a local port"
         return Verdict("misrouted", "redirected", why, nat.rule.text, nat.owner)
     if nat.verdict == "DNAT":
         addr, port = nat.to[0], nat.to[1] if nat.to[1] is not None else pkt.dport
@@ -217,100 +145,19 @@ def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding, w=Non
             owner = owners.get((addr, port))
             whose = f" (container {owner})" if owner else " (no container has it)"
             dest = f"{addr}:{port}{whose} instead of {b.container_ip}:{b.container_port}"
-            why = f"{_rule_desc(nat)} sends it to {dest}"
+            why = f"{rule_desc(nat)} sends it to {dest}"
             return Verdict("misrouted", "shadowed_by_dnat", why, nat.rule.text, nat.owner)
-        return _forward(b, rulesets, w, nat.out or pkt, nat, forwarding)
+        return forward(b, rulesets, w, nat.out or pkt, nat, forwarding)
     pkt = nat.out or pkt
     if routed:
-        return _forward(b, rulesets, w, pkt, None, forwarding)
+        return forward(b, rulesets, w, pkt, None, forwarding)
     return _local(b, daemon, rulesets, w, pkt)
-
-
-def _forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat, forwarding) -> Verdict:
-    if forwarding is False:
-        knob = "net.ipv6.conf.all.forwarding" if b.family == "ipv6" else "net.ipv4.ip_forward"
-        why = f"after translation the connection is not forwarded: {knob}=0"
-        return Verdict("dropped", "ip_forward_off", why, owner=HOST)
-    fwd = replace(
-        pkt,
-        dst=b.container_ip,
-        dport=b.container_port,
-        oif=b.bridge,
-        dst_local=False,
-        orig_dst=pkt.dst,
-        orig_dport=pkt.dport,
-    )
-    hooks = [("mangle", "FORWARD"), ("filter", "FORWARD")]
-    stop, fwd = _through(w, rulesets, hooks[:1], fwd, "after translation the connection is")
-    if stop:
-        return stop
-    o = w.hook(rulesets, "filter", "FORWARD", fwd)
-    stop = _stopped(o, "after translation the connection is", "FORWARD")
-    if stop:
-        return stop
-    snat, fwd = _postrouting(w, rulesets, o.out or fwd)
-    if isinstance(snat, Verdict):
-        return snat
-    stop = _replies(b, rulesets, w, pkt, fwd)
-    if stop:
-        return stop
-    how = f"DNAT by {nat.rule.ref}" if nat and nat.rule else "routed"
-    if fwd.ctstate == "UNTRACKED":
-        how += f" untracked (by {fwd.untracked_by})"
-    accepted = o.rule.ref if o.rule else o.why or "policy"
-    rule = nat.rule.text if nat and nat.rule else ""
-    if snat is not None:
-        why = (f"{how}, accepted by {accepted}, then {_rule_desc(snat)} rewrites the source: "
-               "the container sees a host address, not the client's")  # fmt: skip
-        text = snat.rule.text if snat.rule else rule
-        return Verdict("masqueraded", "source_nat", why, text, snat.owner)
-    code = "routed_accepted" if b.design == DESIGN_ROUTED else "dnat_accepted"
-    return Verdict("ok", code, f"{how}, accepted by {accepted}", rule)
-
-
-def _postrouting(w: Walker, rulesets, fwd: Packet):
-    """mangle and nat POSTROUTING towards the bridge: a stop Verdict, or the source NAT rule
-    that applies (None: none), and the packet."""
-    what = "on its way to the bridge the connection is"
-    stop, fwd = _through(w, rulesets, [("mangle", "POSTROUTING")], fwd, what)
-    if stop or fwd.ctstate == "UNTRACKED":  # nat hooks never see an untracked packet
-        return stop, fwd
-    o = w.hook(rulesets, "nat", "POSTROUTING", fwd)
-    stop = _stopped(o, what, "POSTROUTING")
-    if stop:
-        return stop, fwd
-    return (o if o.verdict == "NAT" else None), o.out or fwd
-
-
-def _replies(b: Binding, rulesets, w: Walker, pkt: Packet, fwd: Packet) -> Verdict | None:
-    """The container's SYN-ACK: a new packet (mark 0) of the same connection (its ct mark),
-    ESTABLISHED; INVALID when the connection was not tracked (a lone SYN-ACK opens nothing)."""
-    tracked = fwd.ctstate != "UNTRACKED"
-    reply = replace(
-        fwd,
-        src=b.container_ip,
-        dst=pkt.src,
-        sport=b.container_port,
-        dport=None,
-        iif=b.bridge,
-        oif=pkt.iif,
-        ctstate="ESTABLISHED" if tracked else "INVALID",
-        tcp_flags=frozenset({"SYN", "ACK"}),
-        reply=True,
-        mark=0,
-        ctmark=fwd.ctmark if tracked else 0,
-        mss=MSS[b.family] if b.protocol == "tcp" else None,
-    )
-    back = [("raw", "PREROUTING"), ("mangle", "PREROUTING")]
-    stop, reply = _through(w, rulesets, back, reply, "the container's replies are")
-    hooks = [("mangle", "FORWARD"), ("filter", "FORWARD")]
-    return stop or _through(w, rulesets, hooks, reply, "the replies are")[0]
 
 
 def _local(b: Binding, daemon: Daemon, rulesets, w: Walker, pkt: Packet) -> Verdict:
     """No DNAT applied: the connection is for the host itself, where docker-proxy may listen."""
     hooks = [("mangle", "INPUT"), ("filter", "INPUT")]
-    stop, _ = _through(w, rulesets, hooks, pkt, "the untranslated connection is")
+    stop, _ = through(w, rulesets, hooks, pkt, "the untranslated connection is")
     if stop:
         return stop
     serves, how = proxy_serves(b, daemon)

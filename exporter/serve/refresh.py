@@ -15,7 +15,7 @@ from exporter.serve.state import RefreshState
 from exporter.sources.chains import reread
 from exporter.sources.daemonstart import read_daemon_start
 from exporter.sources.docker_api import DEFAULT_HOST, DockerError, read_docker
-from exporter.sources.hostnet import host_addresses
+from exporter.sources.hostnet import host_addresses, read_netstate
 from exporter.sources.iptables import read_family
 from exporter.sources.nft import read_native, with_native
 
@@ -100,6 +100,7 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     # reused while `nft monitor` saw no change to a native table
     native = timed("rules_nft", state.native.read, read_native, opts.command_timeout, nft_read)
     addrs = timed("host_addresses", host_addresses, opts.command_timeout)
+    net = timed("host_net", read_netstate, opts.command_timeout)
     host, host_error = None, ""
     if opts.host_facts:
         if state.host_due():  # the expensive part: package databases, the -C self-test
@@ -110,9 +111,10 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
         host = timed("daemon_start", _with_daemon_start, opts, state.host, pid)
     warnings = tuple(w for r in reads.values() for w in r.warnings)
     warnings += tuple(w for w in (native.error, *native.warnings) if w)
+    warnings += net.errors
     rules = {f: with_native(r.rules, native) for f, r in reads.items()}
     return Readings(
-        started, raw, docker_error, rules, addrs, host, host_error, warnings, timings, started=t0
+        started, raw, docker_error, rules, addrs, host, host_error, warnings, timings, t0, net
     )
 
 

@@ -66,7 +66,7 @@ def assess(r: Readings, clients: dict[str, str] | None = None, analyse_fn=analys
     if r.host is not None or r.host_error:
         sources.append(SourceStatus("hostfacts", not r.host_error, r.host_error))
     timings["decode"] = time.perf_counter() - started
-    a = analyse_fn(state, r.rules, r.host_addrs, clients, timings) if state is not None else None
+    a = analyse_fn(state, r.rules, r.host_addrs, clients, timings, r.net) if state else None
     parse_errors, late = _parse_errors(r.rules)  # after the analysis: it reads chains lazily
     counts, docker_backends = _backend_facts(r.rules)
     timings["analyse"] = time.perf_counter() - started

@@ -67,19 +67,19 @@ class RefreshState:
         """The rules the last analysis read (None before the first)."""
         return self.last[0][1] if self.last is not None else None
 
-    def analyse(self, state, rules, host_addrs, clients, timings=None) -> Analysis:
+    def analyse(self, state, rules, host_addrs, clients, timings=None, net=None) -> Analysis:
         """`analysis.analyse`, or the last Analysis when every input is the same as last time."""
-        inputs = (state, rules, host_addrs, clients)
+        inputs = (state, rules, host_addrs, clients, net)
         if self.last is not None and _same_inputs(self.last[0], inputs):
             return self.last[1]
-        result = analyse(state, rules, host_addrs, clients, timings)
+        result = analyse(state, rules, host_addrs, clients, timings, net)
         self.last = (inputs, result)
         return result
 
 
 def _same_inputs(old: tuple, new: tuple) -> bool:
-    (s0, r0, a0, c0), (s1, r1, a1, c1) = old, new
-    if a0 != a1 or c0 != c1 or r0.keys() != r1.keys():
+    (s0, r0, a0, c0, n0), (s1, r1, a1, c1, n1) = old, new
+    if a0 != a1 or c0 != c1 or n0 != n1 or r0.keys() != r1.keys():
         return False
     for family, fr in r1.items():
         was = r0[family]

@@ -13,8 +13,6 @@ Needs root, ip, nft and both iptables backends (CI=true: fails instead of skippi
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -28,23 +26,16 @@ from support.corefix import (
     web_doc,
     with_table,
 )
-from support.natworld import CLIENT, HOST_ADDRS, NatWorld
-from support.util import require_or_skip
+from support.natworld import CLIENT, HOST_ADDRS, NatWorld, agrees, require_world
 
 pytestmark = pytest.mark.kernel
 
 BACKENDS = ("nft", "legacy")
 
 
-def _require() -> None:
-    require_or_skip(os.geteuid() == 0, "needs root (network namespaces, rules)")
-    for tool in ("ip", "nft", "iptables-nft-restore", "iptables-legacy-restore"):
-        require_or_skip(shutil.which(tool) is not None, f"{tool} not on PATH")
-
-
 @pytest.fixture(scope="module")
 def world() -> Iterator[NatWorld]:
-    _require()
+    require_world()
     w = NatWorld()
     try:
         yield w.setup()
@@ -135,26 +126,11 @@ SCENARIOS = [
 ]  # fmt: skip
 
 
-def agrees(state: str, seen: str) -> bool:
-    """Whether what the client got is what `state` means."""
-    if state == "ok":
-        return seen == f"data:c1 from {CLIENT}"
-    if state == "masqueraded":
-        return seen.startswith("data:c1 from ") and seen != f"data:c1 from {CLIENT}"
-    if state == "proxied":
-        return seen.startswith("data:proxy")
-    if state == "misrouted":
-        return not seen.startswith("data:c1")
-    if state == "dropped":
-        return seen == "timeout"
-    return state == "unreachable" and (seen in ("refused", "timeout") or seen.startswith("error:"))
-
-
 def judge(world: NatWorld, proxy: bool):
-    rules, nft_error, warnings = world.read()
+    rules, nft_error, warnings, net = world.read()
     assert nft_error == "" and not any("error" in w.lower() for w in warnings), warnings
     doc = web_doc(proxy, host_addresses=HOST_ADDRS)
-    return port_report(analyse_doc(doc, rules), "web", 8080).verdict
+    return port_report(analyse_doc(doc, rules, net=net), "web", 8080).verdict
 
 
 @pytest.mark.slow

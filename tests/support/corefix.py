@@ -293,9 +293,10 @@ def analyse_doc(
     v6: str | FamilyRules | None = None,
     clients: dict[str, str] | None = None,
     host_addresses="doc",
+    net=None,
 ) -> Snapshot:
     """Decode `doc` and analyse it against rule texts, as `check` does offline. A family
-    whose text is None is "not read"."""
+    whose text is None is "not read"; `net`: the host's netstate.NetState (None: not read)."""
     rules = {}
     for family, given in (("ipv4", v4), ("ipv6", v6)):
         if given is None:
@@ -307,7 +308,7 @@ def analyse_doc(
     if host_addresses == "doc":
         addrs = doc.get("host_addresses")
         host_addresses = tuple(tuple(a) for a in addrs) if addrs is not None else None
-    return assess(Readings(0.0, raw(doc), "", rules, host_addresses), clients)
+    return assess(Readings(0.0, raw(doc), "", rules, host_addresses, net=net), clients)
 
 
 def port_report(

@@ -14,14 +14,17 @@ the host's namespace. Namespaces are <prefix><pid>x<n><role>, removed by close()
 from __future__ import annotations
 
 import base64
+import os
 import pickle
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 from support.netns import NetnsError, create, delete, fresh_name, reap_dead
+from support.util import require_or_skip
 
 PREFIX = "dnw"
 HOST, CLIENT, C1, C2, GATEWAY = (
@@ -87,12 +90,37 @@ except OSError as e:
 READER = """
 import base64, pickle, sys
 from exporter.sources.iptables import read_family
+from exporter.sources.hostnet import read_netstate
 from exporter.sources.nft import read_native, with_native
 read = read_family("ipv4", 30.0)
 native = read_native(30.0, frozenset({"ipv4"} if "nf_tables" in read.texts else ()))
 rules = with_native(read.rules, native)
-sys.stdout.write(base64.b64encode(pickle.dumps((rules, native.error, read.warnings))).decode())
+net = read_netstate(30.0)
+out = (rules, native.error, read.warnings + net.errors, net)
+sys.stdout.write(base64.b64encode(pickle.dumps(out)).decode())
 """
+
+
+def require_world() -> None:
+    """Skip (fail in CI) unless this machine can build the world and load both backends."""
+    require_or_skip(os.geteuid() == 0, "needs root (network namespaces, rules)")
+    for tool in ("ip", "nft", "iptables-nft-restore", "iptables-legacy-restore"):
+        require_or_skip(shutil.which(tool) is not None, f"{tool} not on PATH")
+
+
+def agrees(state: str, seen: str) -> bool:
+    """Whether what the client got is what `state` means."""
+    if state == "ok":
+        return seen == f"data:c1 from {CLIENT}"
+    if state == "masqueraded":
+        return seen.startswith("data:c1 from ") and seen != f"data:c1 from {CLIENT}"
+    if state == "proxied":
+        return seen.startswith("data:proxy")
+    if state == "misrouted":
+        return not seen.startswith("data:c1")
+    if state == "dropped":
+        return seen == "timeout"
+    return state == "unreachable" and (seen in ("refused", "timeout") or seen.startswith("error:"))
 
 
 class NatWorld:
@@ -198,7 +226,8 @@ class NatWorld:
         return bool(names.strip())
 
     def read(self):
-        """(FamilyRules for IPv4 with native tables, nft error, warnings) read in the host."""
+        """(FamilyRules for IPv4 with native tables, nft error, warnings, NetState) read with
+        the exporter's own sources in the host."""
         out = self.host.run([sys.executable, "-c", READER], timeout=60).stdout
         return pickle.loads(base64.b64decode(out))
 
