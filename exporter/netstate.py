@@ -168,3 +168,34 @@ def _int(value) -> int | None:
         return int(str(value), 0)
     except ValueError:
         return None
+
+
+def to_doc(net: NetState) -> dict:
+    """A JSON-ready dict of `net`, for the saved-state file (`check --save-docker-state`)."""
+    return {
+        "links": net.links,
+        "routes": {f: [list(_route_row(r)) for r in rs] for f, rs in net.routes.items()},
+        "rules": {f: [list(_rule_row(r)) for r in rs] for f, rs in net.rules.items()},
+        "forwarding": net.forwarding,
+    }
+
+
+def from_doc(doc) -> NetState | None:
+    """`to_doc`'s dict back; None when it is missing or not one (the routes then go unjudged)."""
+    try:
+        routes = {f: tuple(Route(*row) for row in rows) for f, rows in doc["routes"].items()}
+        rules = {f: tuple(RouteRule(*row) for row in rows) for f, rows in doc["rules"].items()}
+        links = {str(k): bool(v) for k, v in doc["links"].items()}
+        fwd = {f: {str(k): bool(v) for k, v in d.items()} for f, d in doc["forwarding"].items()}
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return None
+    return NetState(links, routes, rules, fwd)
+
+
+def _route_row(r: Route):
+    return (r.dst, r.dev, r.kind, r.table, r.metric, r.gateway, r.dead)
+
+
+def _rule_row(r: RouteRule):
+    return (r.priority, r.table, r.action, r.src, r.dst, r.iif, r.fwmark, r.fwmask, r.invert,
+            r.suppress_prefixlen, r.unmodelled)  # fmt: skip

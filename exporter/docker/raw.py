@@ -24,8 +24,9 @@ class SavedStateError(ValueError):
     """The text is not a saved Docker state."""
 
 
-def dump_state(raw: DockerRaw, host_addrs, saved_at: float) -> str:
-    """The saved-state document for `raw` and the host's (interface, address) pairs."""
+def dump_state(raw: DockerRaw, host_addrs, saved_at: float, extra: dict | None = None) -> str:
+    """The saved-state document for `raw` and the host's (interface, address) pairs; `extra`:
+    more top-level keys (the host's network, "net")."""
     h = raw.hints
     hints = {
         "pid": h.pid,
@@ -35,7 +36,7 @@ def dump_state(raw: DockerRaw, host_addrs, saved_at: float) -> str:
     }
     doc = {"containers": raw.containers, "networks": raw.networks, "info": raw.info}
     doc |= {"version": raw.version, "hints": hints}
-    doc |= {"host_addresses": host_addrs, "saved_at": saved_at}
+    doc |= {"host_addresses": host_addrs, "saved_at": saved_at} | (extra or {})
     return json.dumps(doc, indent=1)
 
 

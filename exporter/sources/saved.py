@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 from exporter.config import ConfigError
 from exporter.docker.raw import SavedStateError, dump_state, load_state
+from exporter.netstate import from_doc, to_doc
 from exporter.readings import Readings
 from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import INCOMPATIBLE, parse_save, save_backend
@@ -20,8 +22,9 @@ def read_saved(state: str | None, v4: str | None, v6: str | None, nft: str | Non
     ConfigError naming the file and what is wrong with it."""
     if state is None:
         raise ConfigError("--docker-state is required to analyse saved rules")
+    text = _read(state, "--docker-state")
     try:
-        raw, addrs = load_state(_read(state, "--docker-state"))
+        raw, addrs = load_state(text)
     except SavedStateError as exc:
         raise ConfigError(
             f"--docker-state {state}: not a saved Docker state "
@@ -38,7 +41,8 @@ def read_saved(state: str | None, v4: str | None, v6: str | None, nft: str | Non
     warnings = tuple(
         f"{paths[f]}: {err}" for f, fr in rules.items() for rs in fr.rulesets for err in rs.errors
     )
-    return Readings(os.path.getmtime(state), raw, "", rules, addrs, warnings=warnings)
+    net = from_doc(json.loads(text).get("net"))  # load_state parsed it: it is a JSON object
+    return Readings(os.path.getmtime(state), raw, "", rules, addrs, warnings=warnings, net=net)
 
 
 def save_state(path: str, r: Readings) -> None:
@@ -47,7 +51,8 @@ def save_state(path: str, r: Readings) -> None:
         raise ConfigError(f"--save-docker-state {path}: Docker could not be read: {r.docker_error}")
     try:
         with open(path, "w") as f:
-            f.write(dump_state(r.docker, r.host_addrs, time.time()))
+            extra = {"net": to_doc(r.net)} if r.net is not None else None
+            f.write(dump_state(r.docker, r.host_addrs, time.time(), extra))
     except OSError as exc:
         raise ConfigError(f"--save-docker-state {path}: {exc.strerror}") from None
 

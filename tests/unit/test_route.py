@@ -7,10 +7,22 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from support.corefix import BASE_G27, HOST4, web_doc, web_verdict, with_table
+from support.corefix import BASE_G27, HOST4, port_report, raw, web_doc, web_verdict, with_table
 
-from exporter.netstate import NetState, Route, parse_links, parse_routes, parse_rules
+from exporter.netstate import (
+    NetState,
+    Route,
+    from_doc,
+    parse_links,
+    parse_routes,
+    parse_rules,
+    to_doc,
+)
+from exporter.path.route import Routing, forwarding_off
+from exporter.readings import Readings
+from exporter.serve.snapshot import assess
 from exporter.sources.hostnet import read_netstate
+from exporter.sources.saved import read_saved, save_state
 
 # Real `ip -j` output (iproute2 6.x) of a host with docker0, a VPN's rules and a blackhole.
 LINKS = (
@@ -161,8 +173,6 @@ def test_a_rule_by_source_splits_the_clients():
 
 
 def test_ipv6_forwards_unless_all_is_off_or_forced_per_interface():
-    from exporter.path.route import Routing, forwarding_off
-
     on = Routing(NetState({}, {}, {}, {"ipv6": {"all": True, "eth0": False}}))
     assert forwarding_off(on, "ipv6", "eth0") is None  # conf.eth0.forwarding does not gate IPv6
     off = Routing(NetState({}, {}, {}, {"ipv6": {"all": False, "eth0": True}}))
@@ -177,3 +187,17 @@ def test_nothing_read_judges_nothing():
     assert verdict(unread).state == "ok"
     doc = web_doc(host_addresses=(("eth0", HOST4),))
     assert web_verdict(BASE_G27, doc, net=unread).state == "ok"
+
+
+def test_the_saved_state_keeps_the_network_and_check_judges_it(tmp_path):
+    down = replace(MARKED, links={**MARKED.links, "docker0": False})
+    assert from_doc(to_doc(down)) == down
+    assert from_doc(None) is None and from_doc({"links": {}}) is None
+    state, rules = tmp_path / "state.json", tmp_path / "iptables.txt"
+    doc = web_doc(host_addresses=(("eth0", HOST4),))
+    save_state(str(state), Readings(0.0, raw(doc), "", {}, (("eth0", HOST4),), net=down))
+    rules.write_text(BASE_G27)
+    r = read_saved(str(state), str(rules), None, None)
+    assert r.net == down
+    v = port_report(assess(r), "web", 8080).verdict
+    assert (v.state, v.code) == ("unreachable", "bridge_down"), v
