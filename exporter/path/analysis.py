@@ -72,7 +72,8 @@ def analyse(
 
 def _verdicts(state, rules, readable, nft_unread, exp: Expectations, host_addrs, clients, net):
     """Walk a remote client's packet for every binding and name what decided it."""
-    env = network_env(state, [rs for f in readable for rs in rules[f].rulesets])
+    ipsets = {s.name: s for f in readable for s in rules[f].ipsets}
+    env = network_env(state, [rs for f in readable for rs in rules[f].rulesets], ipsets.values())
     owners = {(b.container_ip, b.container_port): b.container for b in state.bindings}
     indexed = {f: [IndexedRuleset(rs) for rs in rules[f].rulesets] for f in readable}
     shared = exp.jumps + exp.bridge_rules

@@ -7,13 +7,16 @@ import ipaddress
 from exporter.docker.model import Binding, DockerState
 from exporter.path.matching import Env
 from exporter.path.owner import user_chains
+from exporter.path.setmembers import addresses, nft_addresses
 from exporter.path.sources import Sources, client_space
 from exporter.path.verdict import Probe
 
 
-def network_env(state: DockerState, rulesets=()) -> Env:
-    """Docker's bridges, the ipsets Docker 28.0 matches external bridges with, and the chains
-    DOCKER-USER reaches in `rulesets` (path.owner)."""
+def network_env(state: DockerState, rulesets=(), ipsets=()) -> Env:
+    """Docker's bridges; the sets of addresses `-m set` and nft `@set` matches look up (those
+    read with `ipset save`, the native tables' named sets, and for Docker 28.0's own ipsets
+    what Docker's networks say when they were not read); the chains DOCKER-USER reaches in
+    `rulesets` (path.owner)."""
     ext = [n for n in state.networks if n.bridge and not n.internal]
     sets = {
         "docker-ext-bridges-v4": Sources.union_of(4, [s for n in ext for s in n.subnets4]),
@@ -21,6 +24,8 @@ def network_env(state: DockerState, rulesets=()) -> Env:
     }
     bridges = frozenset(n.bridge for n in state.networks if n.bridge)
     sets = {k: v for k, v in sets.items() if v is not None}
+    sets.update(nft_addresses(rulesets))
+    sets.update(addresses(ipsets))  # what the kernel holds wins over what Docker should hold
     return Env(bridges, sets, user_chains(rulesets))
 
 

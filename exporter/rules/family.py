@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.rules.ipset import IpSet
 from exporter.rules.model import Ruleset
 
 
@@ -15,3 +16,4 @@ class FamilyRules:
     # Why the native nftables tables are not in `rulesets` ("" when they are: sources.nft).
     nft_error: str = "native nftables tables not read"
     forwarding: bool | None = None  # net.ipv4.ip_forward / net.ipv6.conf.all.forwarding
+    ipsets: tuple[IpSet, ...] = ()  # every ipset (`ipset save`): set names are not per family

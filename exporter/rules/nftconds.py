@@ -55,14 +55,15 @@ def _m_family(op, table, values, family):
 def _m_addr(op, option, values, family):
     nets: list[str] = []
     for v in values:
-        got = _networks(v)
+        got = networks(v)
         if got is None:
             return None
         nets += got
     return _positive_or_all_negated(op, [Cond(option, (n,)) for n in nets])
 
 
-def _networks(v) -> list[str] | None:
+def networks(v) -> list[str] | None:
+    """One address element (an address, a prefix, a range) as prefixes; None if not one."""
     try:
         if isinstance(v, str):
             return [str(ipaddress.ip_network(v, strict=False))]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from exporter.rules.model import Chain, Cond, Rule, Ruleset, Table
 from exporter.rules.nftexpr import CHAIN_PREFIX, UNKNOWN, translate
+from exporter.rules.nftmatch import TableSets, address_elements, set_name
 from exporter.rules.nftprint import rule_text
 
 TABLE_FAMILIES = {"ip": ("ipv4",), "ip6": ("ipv6",), "inet": ("ipv4", "ipv6")}
@@ -54,6 +55,8 @@ class NativeRuleset(Ruleset):
     hook: str = ""
     priority: int = 0
     order: int = 0  # where it runs among the backends walked at its hook (iptables ones: 0)
+    # the table's named sets of addresses: (matcher name "nft:ip filter/allowed", prefixes)
+    sets: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +174,13 @@ def _collect(t: dict, kind: str, body: dict, obj: dict) -> None:
 
 def table_rulesets(fam: str, name: str, t: dict, family: str) -> list[NativeRuleset]:
     label = f"{fam} {name}"
-    rules = {
-        c: chain_rules(label, c, t["rules"].get(c, []), family, t["sets"]) for c in t["chains"]
-    }
+    sets = TableSets(label, t["sets"])
+    rules = {c: chain_rules(label, c, t["rules"].get(c, []), family, sets) for c in t["chains"]}
+    addr_sets = tuple(
+        (set_name(label, n), tuple(members))
+        for n, elems in t["sets"].items()
+        if (members := address_elements(elems)) is not None
+    )
     bases = {b.name for b in t["bases"]}
     regular = {
         CHAIN_PREFIX + c: Chain(CHAIN_PREFIX + c, None, rs)
@@ -189,11 +196,11 @@ def table_rulesets(fam: str, name: str, t: dict, family: str) -> list[NativeRule
         own = rules.get(b.name, ())
         if b.hook == "ingress":  # a device-bound hook sees that device's packets only
             own = (_elsewhere(b, family), *own)
-        out.append(_ruleset(b, family, pairs, order, own, regular))
+        out.append(_ruleset(b, family, pairs, order, own, regular, addr_sets))
     return out
 
 
-def _ruleset(b: BaseChain, family, pairs, order, own, regular) -> NativeRuleset:
+def _ruleset(b: BaseChain, family, pairs, order, own, regular, sets=()) -> NativeRuleset:
     tables: dict[str, dict[str, Chain]] = {}
     for table, builtin in pairs:
         tables.setdefault(table, dict(regular))[builtin] = Chain(builtin, b.policy, own)
@@ -206,6 +213,7 @@ def _ruleset(b: BaseChain, family, pairs, order, own, regular) -> NativeRuleset:
         hook=b.hook,
         priority=b.priority,
         order=order,
+        sets=sets,
     )
 
 

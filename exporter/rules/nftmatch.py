@@ -8,13 +8,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from exporter.rules.model import Cond
-from exporter.rules.nftconds import KINDS, unknown
+from exporter.rules.nftconds import KINDS, networks, unknown
 from exporter.rules.nftprint import match_text
 
 PORT_PROTOS = ("tcp", "udp", "sctp", "udplite", "dccp")
 FAMILY = {"ip": "ipv4", "ip6": "ipv6"}
 NFPROTO = {"ipv4": "ipv4", "ipv6": "ipv6", "ip": "ipv4", "ip6": "ipv6", 2: "ipv4", 10: "ipv6"}
 ETHERTYPE = {"ip": "ipv4", "ip6": "ipv6", 2048: "ipv4", 34525: "ipv6"}
+
+
+class TableSets(dict):
+    """A table's named sets and maps (name → elements), and the table's label ("ip filter")
+    that names its sets of addresses for the matcher (`set_name`)."""
+
+    def __init__(self, label: str, items: Mapping[str, list]) -> None:
+        super().__init__(items)
+        self.label = label
+
+
+def set_name(label: str, name: str) -> str:
+    """How the matcher's address sets (path.matching.Env.sets) name an nft named set."""
+    return f"nft:{label}/{name}"
 
 
 def match_options(m, family: str, sets: Mapping[str, list]) -> list[tuple[Cond, ...]]:
@@ -25,6 +39,10 @@ def match_options(m, family: str, sets: Mapping[str, list]) -> list[tuple[Cond, 
     kind, arg, base = classify(left, family)
     if kind == "never":
         return []
+    named = _address_set(kind, op, right, sets)
+    if named is not None:  # `ip saddr @allowed`: one lookup, however many elements
+        where = "src" if arg == "-s" else "dst"
+        return [(*base, Cond("--match-set", (named, where), op == "!=", "set"))]
     values = _elements(right, sets)
     handler = KINDS.get(kind)
     out = handler(op, arg, values, family) if handler and values is not None else None
@@ -104,6 +122,28 @@ def _classify_payload(proto, field, family: str):
     if proto in ("icmp", "icmpv6"):
         return "?", None, (Cond("-p", ("icmp" if proto == "icmp" else "ipv6-icmp",)),)
     return "?", None, ()
+
+
+def _address_set(kind: str, op: str, right, sets: Mapping[str, list]) -> str | None:
+    """The matcher's name of a named set of addresses an address match looks up, else None."""
+    label = getattr(sets, "label", None)
+    if kind != "addr" or op not in ("==", "!=") or label is None:
+        return None
+    if not (isinstance(right, str) and right.startswith("@")) or right[1:] not in sets:
+        return None
+    return set_name(label, right[1:]) if address_elements(sets[right[1:]]) is not None else None
+
+
+def address_elements(elems: list) -> list[str] | None:
+    """A named set's elements as prefixes (ranges summarised); None when it is not a set of
+    addresses (a map, a set of ports or of concatenations)."""
+    out: list[str] = []
+    for e in elems:
+        got = networks(_unwrap(e))
+        if got is None:
+            return None
+        out += got
+    return out
 
 
 def _elements(right, sets: Mapping[str, list]) -> list | None:

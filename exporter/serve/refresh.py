@@ -16,6 +16,7 @@ from exporter.sources.chains import reread
 from exporter.sources.daemonstart import read_daemon_start
 from exporter.sources.docker_api import DEFAULT_HOST, DockerError, read_docker
 from exporter.sources.hostnet import host_addresses, read_netstate
+from exporter.sources.ipset import read_ipsets
 from exporter.sources.iptables import read_family
 from exporter.sources.nft import read_native, with_native
 
@@ -99,6 +100,7 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     nft_read = frozenset(f for f, r in reads.items() if "nf_tables" in r.texts)
     # reused while `nft monitor` saw no change to a native table
     native = timed("rules_nft", state.native.read, read_native, opts.command_timeout, nft_read)
+    ipsets = timed("ipsets", read_ipsets, opts.command_timeout)
     addrs = timed("host_addresses", host_addresses, opts.command_timeout)
     net = timed("host_net", read_netstate, opts.command_timeout)
     host, host_error = None, ""
@@ -112,7 +114,8 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     warnings = tuple(w for r in reads.values() for w in r.warnings)
     warnings += tuple(w for w in (native.error, *native.warnings) if w)
     warnings += net.errors
-    rules = {f: with_native(r.rules, native) for f, r in reads.items()}
+    warnings += ipsets.warnings + ((ipsets.error,) if ipsets.error and _uses_sets(reads) else ())
+    rules = {f: replace(with_native(r.rules, native), ipsets=ipsets.sets) for f, r in reads.items()}
     return Readings(
         started, raw, docker_error, rules, addrs, host, host_error, warnings, timings, t0, net
     )
@@ -125,6 +128,11 @@ def _read_rules(opts: RefreshOptions, state: RefreshState, family: str):
     r = read_family(family, opts.command_timeout, opts.reader == "iptc", state.saves[family], stale)
     state.rules_read(family, stale is None, "nf_tables" in r.texts)
     return r
+
+
+def _uses_sets(reads) -> bool:
+    """Whether a rule read matches an ipset (then not reading them is worth a warning)."""
+    return any("--match-set" in text for r in reads.values() for text in r.texts.values())
 
 
 def _iptables_facts(opts: RefreshOptions):

@@ -86,8 +86,8 @@ def _same_inputs(old: tuple, new: tuple) -> bool:
         same = len(was.rulesets) == len(fr.rulesets) and all(
             x is y for x, y in zip(was.rulesets, fr.rulesets, strict=True)
         )  # identity: the same object only comes back for an identical text
-        if not same or (was.error, was.nft_error, was.forwarding) != (
-            fr.error, fr.nft_error, fr.forwarding
+        if not same or (was.error, was.nft_error, was.forwarding, was.ipsets) != (
+            fr.error, fr.nft_error, fr.forwarding, fr.ipsets
         ):  # fmt: skip
             return False
     return s0 == s1

@@ -17,6 +17,7 @@ import pytest
 from support.corefix import raw
 
 from exporter.path.matching import LOCAL, MAYBE, NO, REMOTE, YES, Env, Packet, rule_match
+from exporter.path.setmembers import nft_addresses
 from exporter.path.walk import IndexedRuleset, Walker
 from exporter.readings import Readings
 from exporter.rules.family import FamilyRules
@@ -431,8 +432,9 @@ def packet(**kw) -> Packet:
 
 
 def walk(name: str, table: str, chain: str, p: Packet, family: str = "ipv4"):
-    rulesets = [IndexedRuleset(rs) for rs in order_rulesets(parse(ruleset_json(name))[family])]
-    return Walker(ENV).hook(rulesets, table, chain, p)
+    ordered = order_rulesets(parse(ruleset_json(name))[family])
+    env = replace(ENV, sets=nft_addresses(ordered))  # the tables' named sets of addresses
+    return Walker(env).hook([IndexedRuleset(rs) for rs in ordered], table, chain, p)
 
 
 @pytest.mark.parametrize(
