@@ -130,7 +130,7 @@ def judge(world: NatWorld, proxy: bool):
     rules, nft_error, warnings, net = world.read()
     assert nft_error == "" and not any("error" in w.lower() for w in warnings), warnings
     doc = web_doc(proxy, host_addresses=HOST_ADDRS)
-    return port_report(analyse_doc(doc, rules, net=net), "web", 8080).verdict
+    return port_report(analyse_doc(doc, rules["ipv4"], net=net), "web", 8080).verdict
 
 
 @pytest.mark.slow

@@ -16,8 +16,32 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from support.corefix import BASE_G27, analyse_doc, port_report, web_doc, with_table
-from support.natworld import CLIENT, HOST_ADDRS, NatWorld, agrees, require_world
+from support.corefix import (
+    BASE_G27,
+    analyse_doc,
+    container,
+    endpoint,
+    hints,
+    info,
+    network,
+    port_report,
+    published,
+    state_doc,
+    version,
+    web_doc,
+    with_table,
+)
+from support.natworld import (
+    C1,
+    C1_6,
+    CLIENT,
+    CLIENT6,
+    HOST6,
+    HOST_ADDRS,
+    NatWorld,
+    agrees,
+    require_world,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -76,7 +100,7 @@ def world() -> Iterator[NatWorld]:
 def client_class(v):
     """The verdict's class holding the real client's address (the whole verdict when one)."""
     for c in v.classes:
-        if c.sources.contains(CLIENT):
+        if c.sources.contains(CLIENT) or c.sources.contains(CLIENT6):
             return c
     return v
 
@@ -92,7 +116,7 @@ def test_the_exporter_says_what_a_real_client_gets(world):
         try:
             rules, _, _, net = world.read()
             assert not net.errors, net.errors
-            snap = analyse_doc(web_doc(True, host_addresses=HOST_ADDRS), rules, net=net)
+            snap = analyse_doc(web_doc(True, host_addresses=HOST_ADDRS), rules["ipv4"], net=net)
             v = port_report(snap, "web", 8080).verdict
             mine = client_class(v)
             seen = world.probe()
@@ -103,4 +127,60 @@ def test_the_exporter_says_what_a_real_client_gets(world):
             failures.append(
                 f"{name}: exporter {mine.state} (want {want}: {mine.reason}), client {seen}"
             )
+    assert not failures, "\n".join(failures)
+
+
+# --- IPv6: only the global switch (or an interface's force_forwarding) gates forwarding ---
+
+NAT6 = """*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [2001:db8:b1::2]:80
+COMMIT
+"""
+SCENARIOS6 = [
+    ("healthy", [], [], "ok"),
+    ("the uplink's conf.eth0.forwarding=0 does not stop IPv6",
+     [(*SYSCTL, "net.ipv6.conf.eth0.forwarding=0")], [(*SYSCTL, "net.ipv6.conf.eth0.forwarding=1")],
+     "ok"),
+    ("all.forwarding=0 does", [(*SYSCTL, "net.ipv6.conf.all.forwarding=0")],
+     [(*SYSCTL, "net.ipv6.conf.all.forwarding=1")], "dropped"),
+    ("a more specific route takes the container's addresses",
+     [*VPN, ("ip", "-6", "route", "add", "2001:db8:b1::/80", "dev", "vpn0")], NO_VPN, "unreachable"),
+]  # fmt: skip
+
+
+def dual_stack_doc() -> dict:
+    """web on docker0 with 172.17.0.2 and 2001:db8:b1::2, publishing 8080->80 on both families,
+    Docker 27 with ip6tables on."""
+    bridge = network("bridge", "172.17.0.0/16", subnet6="2001:db8:b1::/64")
+    web = container("web", published(8080, 80), [endpoint(bridge, C1, C1_6)], mode="default")
+    nets = [network("none", driver="null"), network("host", driver="host"), bridge]
+    argv = ["/usr/bin/dockerd", "--ipv6", "--ip6tables"]
+    h = hints(cmdline=argv, daemon_json={"ipv6": True, "ip6tables": True})
+    return state_doc([web], nets, info("27.5.1"), version("27.5.1", "1.47"), h, HOST_ADDRS)
+
+
+@pytest.mark.slow
+def test_ipv6_forwarding_as_the_kernel_does_it(world):
+    world.set_proxy(False)
+    failures = []
+    for name, commands, undo, want in SCENARIOS6:
+        world.load("nft", BASE_G27, text6=NAT6)
+        for cmd in commands:
+            world.host.run(list(cmd))
+        try:
+            rules, _, _, net = world.read()
+            snap = analyse_doc(dual_stack_doc(), rules["ipv4"], rules["ipv6"], net=net)
+            v = client_class(port_report(snap, "web", 8080, "ipv6").verdict)
+            seen = world.probe(HOST6).replace(CLIENT6, CLIENT)  # agrees() knows the v4 client
+        finally:
+            for cmd in undo:
+                world.host.run(list(cmd))
+        if v.state != want or not agrees(v.state, seen):
+            failures.append(f"{name}: exporter {v.state} (want {want}: {v.reason}), client {seen}")
     assert not failures, "\n".join(failures)

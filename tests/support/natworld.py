@@ -34,7 +34,15 @@ HOST, CLIENT, C1, C2, GATEWAY = (
     "172.17.0.3",
     "172.17.0.1",
 )
-HOST_ADDRS = (("lo", "127.0.0.1"), ("eth0", HOST), ("docker0", GATEWAY))
+HOST6, CLIENT6, C1_6, C2_6, GATEWAY6 = (
+    "2001:db8:ff::1",
+    "2001:db8:ff::2",
+    "2001:db8:b1::2",
+    "2001:db8:b1::3",
+    "2001:db8:b1::1",
+)
+HOST_ADDRS = (("lo", "127.0.0.1"), ("eth0", HOST), ("eth0", HOST6), ("docker0", GATEWAY),
+              ("docker0", GATEWAY6))  # fmt: skip
 RESTORE = {"nft": "iptables-nft-restore", "legacy": "iptables-legacy-restore"}
 BLANK = """*raw
 :PREROUTING ACCEPT [0:0]
@@ -61,17 +69,23 @@ COMMIT
 """
 
 SERVER = r"""
-import socket, sys
+import socket, sys, threading
 token, port = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", port))
-s.listen(16)
+def serve(s):
+    while True:
+        c, peer = s.accept()
+        c.sendall(f"{token} from {peer[0]}".encode())
+        c.close()
+for family, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((addr, port))
+    s.listen(16)
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
 print("ready", flush=True)
-while True:
-    c, peer = s.accept()
-    c.sendall(f"{token} from {peer[0]}".encode())
-    c.close()
+threading.Event().wait()
 """
 
 PROBE = r"""
@@ -92,11 +106,11 @@ import base64, pickle, sys
 from exporter.sources.iptables import read_family
 from exporter.sources.hostnet import read_netstate
 from exporter.sources.nft import read_native, with_native
-read = read_family("ipv4", 30.0)
-native = read_native(30.0, frozenset({"ipv4"} if "nf_tables" in read.texts else ()))
-rules = with_native(read.rules, native)
+reads = {f: read_family(f, 30.0) for f in ("ipv4", "ipv6")}
+native = read_native(30.0, frozenset(f for f, r in reads.items() if "nf_tables" in r.texts))
+rules = {f: with_native(r.rules, native) for f, r in reads.items()}
 net = read_netstate(30.0)
-out = (rules, native.error, read.warnings + net.errors, net)
+out = (rules, native.error, sum((r.warnings for r in reads.values()), ()) + net.errors, net)
 sys.stdout.write(base64.b64encode(pickle.dumps(out)).decode())
 """
 
@@ -139,18 +153,21 @@ class NatWorld:
         self._sh("ip", "-n", h, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
                  "netns", self.client.name)  # fmt: skip
         self._sh("ip", "-n", h, "link", "add", "docker0", "type", "bridge")
-        self._addr(h, "eth0", f"{HOST}/24")
-        self._addr(h, "docker0", f"{GATEWAY}/16")
-        self._addr(self.client.name, "eth0", f"{CLIENT}/24")
-        self._sh("ip", "-n", self.client.name, "route", "add", "default", "via", HOST)
-        for ns, veth, ip in ((self.c1, "v1", C1), (self.c2, "v2", C2)):
+        # a test sets docker0 down and up again: its IPv6 address must survive that
+        self.host.run(["sysctl", "-qw", "net.ipv6.conf.docker0.keep_addr_on_down=1"])
+        self._addr(h, "eth0", f"{HOST}/24", f"{HOST6}/64")
+        self._addr(h, "docker0", f"{GATEWAY}/16", f"{GATEWAY6}/64")
+        self._addr(self.client.name, "eth0", f"{CLIENT}/24", f"{CLIENT6}/64")
+        self._routes(self.client.name, HOST, HOST6)
+        for ns, veth, ip, ip6 in ((self.c1, "v1", C1, C1_6), (self.c2, "v2", C2, C2_6)):
             self._sh("ip", "-n", h, "link", "add", veth, "type", "veth", "peer", "name", "eth0",
                      "netns", ns.name)  # fmt: skip
             self._sh("ip", "-n", h, "link", "set", veth, "master", "docker0")
             self._sh("ip", "-n", h, "link", "set", veth, "up")
-            self._addr(ns.name, "eth0", f"{ip}/16")
-            self._sh("ip", "-n", ns.name, "route", "add", "default", "via", GATEWAY)
-        self.host.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            self._addr(ns.name, "eth0", f"{ip}/16", f"{ip6}/64")
+            self._routes(ns.name, GATEWAY, GATEWAY6)
+        self.host.run(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+                       "net.ipv6.conf.all.keep_addr_on_down=1"])  # fmt: skip
         self.serve(self.c1, "c1", 80)
         self.serve(self.c2, "c2", 80)
         self._wait_forwarding()
@@ -167,15 +184,20 @@ class NatWorld:
             raise NetnsError(f"{' '.join(argv)}: {p.stderr.strip()}")
         return p.stdout
 
-    def _addr(self, ns: str, dev: str, cidr: str) -> None:
+    def _addr(self, ns: str, dev: str, cidr: str, cidr6: str) -> None:
         self._sh("ip", "-n", ns, "addr", "add", cidr, "dev", dev)
+        self._sh("ip", "-n", ns, "addr", "add", cidr6, "dev", dev, "nodad")
         self._sh("ip", "-n", ns, "link", "set", dev, "up")
+
+    def _routes(self, ns: str, gw: str, gw6: str) -> None:
+        self._sh("ip", "-n", ns, "route", "add", "default", "via", gw)
+        self._sh("ip", "-n", ns, "-6", "route", "add", "default", "via", gw6)
 
     def _wait_forwarding(self) -> None:
         """Plain forwarding to c1 works before any rules are judged."""
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if self.probe(C1, 80).startswith("data:c1"):
+            if all(self.probe(a, 80).startswith("data:c1") for a in (C1, C1_6)):
                 return
             time.sleep(0.2)
         raise AssertionError("the world never carried a connection to c1")
@@ -212,12 +234,15 @@ class NatWorld:
 
     # --- rules ---------------------------------------------------------------------------
 
-    def load(self, backend: str, text: str, *nft: str) -> None:
-        """Only `text` (iptables-save format) in `backend`, then `nft` commands (nft -f text)."""
+    def load(self, backend: str, text: str, *nft: str, text6: str = "") -> None:
+        """Only `text` (iptables-save format) in `backend` (and `text6`, ip6tables-save format),
+        then `nft` commands (nft -f text)."""
         self.host.run(["nft", "flush", "ruleset"])  # iptables-nft's tables and native ones
         if backend == "legacy" or self._has_legacy():
             self.host.run([RESTORE["legacy"]], input=BLANK)
         self.host.run([RESTORE[backend]], input=text)
+        if text6:
+            self.host.run([RESTORE[backend].replace("iptables", "ip6tables")], input=text6)
         for script in nft:
             self.host.run(["nft", "-f", "-"], input=script)
 
@@ -226,7 +251,7 @@ class NatWorld:
         return bool(names.strip())
 
     def read(self):
-        """(FamilyRules for IPv4 with native tables, nft error, warnings, NetState) read with
+        """({family: FamilyRules with native tables}, nft error, warnings, NetState) read with
         the exporter's own sources in the host."""
         out = self.host.run([sys.executable, "-c", READER], timeout=60).stdout
         return pickle.loads(base64.b64decode(out))
