@@ -1,9 +1,12 @@
 """Shared fixtures: the real-Docker test lab (tests/support/lab.py, docs/testing.md).
 
-- `lab`: one default daemon per test module (nft backend, userland proxy on).
+- `engine`: the Docker engine of the module's labs: "20.10" (the system's), or, in modules
+  marked `every_engine`, each of the engines in DNE_LAB_ENGINES (default: all of
+  support.lab.ENGINES) in turn.
+- `lab`: one default daemon per test module and engine (nft backend, userland proxy on).
 - `scratch_lab`: that same lab; iptables rules the test changes are put back afterwards.
-- `make_lab(**kwargs)`: a fresh Lab(**kwargs) for tests needing a special daemon, closed
-  after the test.
+- `make_lab(**kwargs)`: a fresh Lab(**kwargs) (of the module's engine unless given) for tests
+  needing a special daemon, closed after the test.
 Lab tests skip when root, `ip`, `dockerd`, `busybox`... are missing, and fail instead in CI.
 """
 
@@ -15,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 import pytest
-from support.lab import Lab, LabError, sweep_stale
+from support.lab import ENGINES, SYSTEM_ENGINE, Lab, LabError, sweep_stale
 from support.noskip import pytest_runtest_makereport  # noqa: F401  (CI=true: no skips)
 from support.util import require_lab
 
@@ -33,11 +36,31 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         print(f"lab sweep: removed leftovers of {', '.join(reaped)}", file=sys.stderr)
 
 
+def lab_engines() -> list[str]:
+    """The engines `every_engine` modules run on: DNE_LAB_ENGINES ("28", "20.10,26"...) or all."""
+    wanted = [e.strip() for e in os.environ.get("DNE_LAB_ENGINES", "").split(",") if e.strip()]
+    unknown = sorted(set(wanted) - set(ENGINES))
+    if unknown:
+        raise pytest.UsageError(f"DNE_LAB_ENGINES: unknown engine {unknown}; known: {ENGINES}")
+    return wanted or list(ENGINES)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("every_engine"):
+        metafunc.parametrize("engine", lab_engines(), indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+def engine(request: pytest.FixtureRequest) -> str:
+    """The Docker engine of this module's labs (parametrized in `every_engine` modules)."""
+    return getattr(request, "param", SYSTEM_ENGINE)
+
+
+@pytest.fixture(scope="module")
+def lab(engine: str) -> Iterator[Lab]:
     """A default Docker host shared by the tests of one module."""
-    require_lab()
-    with Lab() as the_lab:
+    require_lab(engine=engine)
+    with Lab(engine=engine) as the_lab:
         yield the_lab
 
 
@@ -50,15 +73,16 @@ def scratch_lab(lab: Lab) -> Iterator[Lab]:
 
 
 @pytest.fixture
-def make_lab() -> Iterator[Callable[..., Lab]]:
-    """Factory for extra labs, closed after the test.
+def make_lab(engine: str) -> Iterator[Callable[..., Lab]]:
+    """Factory for extra labs (of the module's engine unless given), closed after the test.
 
     e.g. make_lab(backend="legacy", daemon_args=["--userland-proxy=false"])
     """
     labs: list[Lab] = []
 
     def factory(**kwargs: object) -> Lab:
-        require_lab(str(kwargs.get("backend", "nft")))
+        kwargs.setdefault("engine", engine)
+        require_lab(str(kwargs.get("backend", "nft")), str(kwargs["engine"]))
         labs.append(Lab(**kwargs))
         return labs[-1]
 

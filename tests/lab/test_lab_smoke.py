@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from support import netns
-from support.lab import CLIENT_ADDR, Lab, leftovers, sweep_stale
+from support.lab import CLIENT_ADDR, ENGINE_CACHE, Lab, leftovers, sweep_stale
 from support.util import require_lab
 
 pytestmark = pytest.mark.lab
@@ -43,6 +43,44 @@ def insert_stale_dnat(lab: Lab) -> str:
                  "--dport", str(PORT), "-j", "DNAT", "--to-destination", f"{stale}:80")  # fmt: skip
     assert f"--to-destination {stale}:80" in dnat_rules(lab, PORT)[0]
     return stale
+
+
+def _lab_processes(lab: Lab) -> dict[int, tuple[str, str]]:
+    """pid -> (executable, command line) of the processes in the lab's Docker host namespace or
+    naming its directory."""
+    host_ns = os.stat(netns.NETNS_DIR / lab.host_ns)
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            ns = os.stat(f"/proc/{pid}/ns/net")
+            exe = os.path.realpath(f"/proc/{pid}/exe")
+        except OSError:
+            continue
+        if (ns.st_dev, ns.st_ino) == (host_ns.st_dev, host_ns.st_ino) or str(lab.dir) in cmdline:
+            found[int(pid)] = (exe, cmdline)
+    return found
+
+
+@pytest.mark.parametrize("which", ["26", "28"])
+def test_fetched_engine_runs_its_own_binaries(make_lab, which: str) -> None:
+    """dockerd, its managed containerd and docker-proxy come from the fetched engine, not from
+    a system docker.io that has the same names (tools/fetch-engines; docs/test-lab.md)."""
+    lab = make_lab(engine=which)
+    server = lab.docker("version", "-f", "{{.Server.Version}}").stdout.strip()
+    assert server.startswith(f"{which}."), server
+    lab.run_web(WEB, PORT)
+    assert lab.client_get(PORT).answered_by == WEB
+    procs = _lab_processes(lab)
+    config = str(lab.exec_root / "containerd" / "containerd.toml")
+    daemons = {
+        "dockerd": [procs[lab.dockerd_pid][0]],
+        "containerd": [exe for exe, cmd in procs.values() if config in cmd],
+        "docker-proxy": [exe for exe, cmd in procs.values() if exe.endswith("/docker-proxy")],
+    }
+    cache = str(ENGINE_CACHE.resolve())
+    for name, exes in daemons.items():
+        assert exes and all(e.startswith(cache) for e in exes), (name, exes)
 
 
 def test_healthy_rules_deliver_with_client_address(scratch_lab: Lab, web: str) -> None:

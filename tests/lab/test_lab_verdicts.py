@@ -3,8 +3,11 @@
 Each scenario changes the rules of a real dockerd (tests/support/lab.py), runs `python -m exporter check
 --json` inside the Docker host's namespace, and asks the external client (192.0.2.2) to fetch the
 port: the verdict must be the expected one and the client's experience one it allows
-(tests/support/labcheck.py). Rule changes are undone after each test. Three daemons in all: the module's
-default lab (nft, userland proxy on), one with `--userland-proxy=false`, one in the legacy backend.
+(tests/support/labcheck.py). Rule changes are undone after each test. Three daemons per engine: the
+module's default lab (nft, userland proxy on), one with `--userland-proxy=false`, one in the legacy
+backend. The module runs once per engine (20.10, 26, 28; tests/conftest.py `every_engine`); where the
+engines' layouts differ (28: DOCKER-FORWARD, DOCKER-BRIDGE, a per-network DROP in DOCKER, raw
+DROPs), the expectations say so.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from support.labcheck import (
 )
 from support.util import require_lab
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.every_engine]
 
 WEB, OTHER_WEB, APP_WEB = "web", "other", "appweb"
 WEB_PORT, OTHER_PORT, APP_PORT = 18080, 18085, 18090
@@ -94,6 +97,16 @@ def nowhere_on_docker0(lab: Lab) -> str:
 def s(site: Site, scratch_lab: Lab) -> Site:
     """The site, with rule changes undone after the test (scratch_lab)."""
     return site
+
+
+def g28(lab: Lab) -> bool:
+    """Whether the lab's engine writes the 28.x layout (DOCKER-FORWARD and DOCKER-BRIDGE)."""
+    return lab.engine == "28"
+
+
+def bridge_jump(lab: Lab, bridge: str) -> str:
+    """The rule sending traffic for `bridge` to the DOCKER chain."""
+    return f"-A {'DOCKER-BRIDGE' if g28(lab) else 'FORWARD'} -o {bridge} -j DOCKER"
 
 
 def insert_stale_dnat(lab: Lab, to: str, pos: str = "1") -> None:
@@ -264,8 +277,13 @@ def test_missing_forward_accept_is_dropped_by_the_policy(s: Site) -> None:
     rule = delete_rule(s.lab, "filter", "-A DOCKER ", f"-d {s.web_ip}/32")
     run = run_check(s.lab)
     assert run.returncode == 1
+    # up to 27 the packet leaves DOCKER unmatched; 28 ends DOCKER with a DROP per bridge
+    decider = "filter/FORWARD policy DROP"
+    if g28(s.lab):
+        chain = save_lines(s.lab, "filter", "-A DOCKER ")
+        decider = f"filter/DOCKER #{chain.index('-A DOCKER ! -i docker0 -o docker0 -j DROP') + 1}"
     got = assert_agrees(s.lab, run, WEB, "dropped",
-                        reason=["filter/FORWARD policy DROP", rule.removeprefix("-A ")])  # fmt: skip
+                        reason=[decider, rule.removeprefix("-A ")])  # fmt: skip
     assert "curl exit 28" in got.error
     assert_agrees(s.lab, run, APP_WEB, "ok")
     assert_table_row(s.lab, WEB, f"0.0.0.0:{WEB_PORT}/tcp", "dropped")
@@ -273,7 +291,7 @@ def test_missing_forward_accept_is_dropped_by_the_policy(s: Site) -> None:
 
 def test_missing_user_bridge_forward_jump_drops_that_bridge_only(s: Site) -> None:
     """What iptables 1.8.11 did: the per-bridge FORWARD rules of user-defined networks vanished."""
-    jump = delete_rule(s.lab, "filter", f"-A FORWARD -o {s.app_bridge} -j DOCKER")
+    jump = delete_rule(s.lab, "filter", bridge_jump(s.lab, s.app_bridge))
     run = run_check(s.lab)
     assert run.missing_jumps == [f"-t filter {jump}"]
     assert_agrees(s.lab, run, APP_WEB, "dropped", reason=["filter/FORWARD policy DROP"])
@@ -282,12 +300,12 @@ def test_missing_user_bridge_forward_jump_drops_that_bridge_only(s: Site) -> Non
 
 
 def test_forward_policy_accept_without_bridge_jump_is_ok(s: Site) -> None:
-    delete_rule(s.lab, "filter", f"-A FORWARD -o {s.app_bridge} -j DOCKER")
+    jump = delete_rule(s.lab, "filter", bridge_jump(s.lab, s.app_bridge))
     s.lab.iptables("-P", "FORWARD", "ACCEPT")
     run = run_check(s.lab)
     assert_agrees(s.lab, run, APP_WEB, "ok", reason=["filter/FORWARD policy ACCEPT"])
     assert run.returncode == 1  # the missing jump is still reported
-    assert run.missing_jumps == [f"-t filter -A FORWARD -o {s.app_bridge} -j DOCKER"]
+    assert run.missing_jumps == [f"-t filter {jump}"]
 
 
 def test_docker_user_drop_of_the_container_port_is_dropped(s: Site) -> None:
@@ -346,8 +364,9 @@ def test_input_policy_drop_only_matters_without_dnat(s: Site) -> None:
 def test_raw_prerouting_drop_is_dropped(s: Site) -> None:
     s.lab.iptables("-t", "raw", "-A", "PREROUTING", "-p", "tcp", "--dport", str(WEB_PORT),
                    "-j", "DROP")  # fmt: skip
+    position = len(save_lines(s.lab, "raw", "-A PREROUTING "))  # 28 has its own DROPs first
     run = run_check(s.lab)
-    assert_agrees(s.lab, run, WEB, "dropped", reason=["raw/PREROUTING #1"])
+    assert_agrees(s.lab, run, WEB, "dropped", reason=[f"raw/PREROUTING #{position}"])
     assert_agrees(s.lab, run, APP_WEB, "ok")
 
 
@@ -389,22 +408,22 @@ def test_docker_user_drop_by_original_port(s: Site) -> None:
 # ---------------------------------------------------------------- other daemons
 
 
-def _own_lab(**kwargs) -> Iterator[Lab]:
-    require_lab(str(kwargs.get("backend", "nft")))
-    with Lab(**kwargs) as the_lab:
+def _own_lab(engine: str, **kwargs) -> Iterator[Lab]:
+    require_lab(str(kwargs.get("backend", "nft")), engine)
+    with Lab(engine=engine, **kwargs) as the_lab:
         the_lab.run_web(WEB, WEB_PORT)
         the_lab.run_web(OTHER_WEB, OTHER_PORT)
         yield the_lab
 
 
 @pytest.fixture(scope="module")
-def proxyless() -> Iterator[Lab]:
-    yield from _own_lab(daemon_args=["--userland-proxy=false"])
+def proxyless(engine: str) -> Iterator[Lab]:
+    yield from _own_lab(engine, daemon_args=["--userland-proxy=false"])
 
 
 @pytest.fixture(scope="module")
-def legacy() -> Iterator[Lab]:
-    yield from _own_lab(backend="legacy")
+def legacy(engine: str) -> Iterator[Lab]:
+    yield from _own_lab(engine, backend="legacy")
 
 
 def test_without_userland_proxy_healthy_is_ok(proxyless: Lab) -> None:

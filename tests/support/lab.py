@@ -37,6 +37,12 @@ from support import netns
 from support.netns import NetnsError
 
 IMAGE = "dnetest/busybox:latest"
+# "20.10": the system's docker.io; "26" and "28": Debian's docker.io 26.1.5 and 28.5.2 that
+# tools/fetch-engines unpacks into ENGINE_CACHE (docs/test-lab.md).
+ENGINES = ("20.10", "26", "28")
+SYSTEM_ENGINE = "20.10"
+ENGINE_CACHE = Path(os.environ.get("DNE_ENGINES") or "/var/cache/dne-engines")
+_ENGINE_BINARIES = ("dockerd", "docker-proxy", "containerd", "containerd-shim-runc-v2")
 HOST_ADDR, CLIENT_ADDR = "192.0.2.1", "192.0.2.2"
 HOST_ADDR6, CLIENT_ADDR6 = "2001:db8:1::1", "2001:db8:1::2"
 WEB_PATH = "/cgi-bin/who"
@@ -125,10 +131,25 @@ def run(
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
-def missing_requirements(backend: str = "nft") -> list[str]:
+def engine_bin(engine: str) -> Path | None:
+    """The folder whose dockerd, containerd... an engine runs (None: the system's, on PATH)."""
+    if engine not in ENGINES:
+        raise LabError(f"engine must be one of {ENGINES}, not {engine!r}")
+    return None if engine == SYSTEM_ENGINE else ENGINE_CACHE / f"bin{engine}"
+
+
+def missing_requirements(backend: str = "nft", engine: str = SYSTEM_ENGINE) -> list[str]:
     """Reasons this machine cannot run a lab (empty when it can)."""
     missing = [] if os.geteuid() == 0 else ["needs root"]
     binaries = _REQUIRED_BINARIES + (("iptables-legacy",) if backend == "legacy" else ())
+    folder = engine_bin(engine)
+    if folder is not None:
+        binaries = tuple(b for b in binaries if b not in _ENGINE_BINARIES)
+        missing += [
+            f"no {folder / b} (engine {engine}: run tools/fetch-engines)"
+            for b in _ENGINE_BINARIES
+            if not os.access(folder / b, os.X_OK)
+        ]
     missing += [f"no {b} on PATH" for b in binaries if shutil.which(b) is None]
     return missing
 
@@ -406,8 +427,8 @@ class Lab:
     """A dockerd in its own network namespace with an external client namespace.
 
     Use as a context manager (or call close()); teardown always runs, even when the body or
-    the setup fails. `backend` picks the iptables backend dockerd uses ("nft" or "legacy");
-    `daemon_args` are extra dockerd flags; with `start=False` the namespaces exist but dockerd
+    the setup fails. `engine` picks the Docker engine (ENGINES); `backend` the iptables backend
+    dockerd uses ("nft" or "legacy"); `daemon_args` are extra dockerd flags; with `start=False` the namespaces exist but dockerd
     is not started yet (to load rules before Docker sees them).
     """
 
@@ -416,6 +437,7 @@ class Lab:
     def __init__(
         self,
         *,
+        engine: str = SYSTEM_ENGINE,
         backend: str = "nft",
         daemon_args: Sequence[str] = (),
         ipv6: bool = True,
@@ -425,6 +447,7 @@ class Lab:
         if backend not in BACKENDS:
             raise LabError(f"backend must be one of {BACKENDS}, not {backend!r}")
         self.ident = f"dne{os.getpid()}x{next(_COUNTER)}"
+        self.engine, self.engine_bin = engine, engine_bin(engine)
         self.backend = backend
         self.daemon_args = tuple(daemon_args)
         self.start_timeout = start_timeout
@@ -468,7 +491,8 @@ class Lab:
             exc.add_note(f"lab teardown also failed: {e}")
 
     def __repr__(self) -> str:
-        return f"<Lab {self.ident} backend={self.backend} args={list(self.daemon_args)}>"
+        return (f"<Lab {self.ident} engine={self.engine} backend={self.backend} "
+                f"args={list(self.daemon_args)}>")  # fmt: skip
 
     # ---- setup
 
@@ -579,8 +603,11 @@ class Lab:
     # ---- the daemon
 
     def _daemon_env(self) -> dict[str, str]:
+        # The engine's folder goes before the system's: a system docker.io has dockerd,
+        # containerd, docker-proxy... under the same names. runc stays the system's.
         path = os.environ.get("PATH", "/usr/bin:/bin")
-        return {**os.environ, "PATH": f"{self.bin_dir}:{path}:/usr/sbin:/sbin"}
+        engine = f"{self.engine_bin}:" if self.engine_bin else ""
+        return {**os.environ, "PATH": f"{self.bin_dir}:{engine}{path}:/usr/sbin:/sbin"}
 
     @property
     def dockerd_pid(self) -> int | None:
@@ -663,13 +690,17 @@ class Lab:
         network: str | None = None,
         extra: Sequence[str] = (),
         wait: bool = True,
+        start: bool = True,
     ) -> str:
         """Start a busybox httpd container publishing host_port -> container_port.
 
         GET /cgi-bin/who answers "<name> <client address it saw>". `host_port` may also be
         an "IP:PORT" string. Returns the container id once the server answers (if wait).
+        With start=False the container is only created (`docker start` it, then wait_web).
         """
-        args = ["run", "-d", "--name", name, "-p", f"{host_port}:{container_port}",
+        wait = wait and start
+        args = ["run", "-d"] if start else ["create"]
+        args += ["--name", name, "-p", f"{host_port}:{container_port}",
                 "-e", f"DNE_NAME={name}", "-e", f"DNE_PORT={container_port}",
                 "-e", f"DNE_CGI={_CGI}"]  # fmt: skip
         if network:
@@ -721,14 +752,16 @@ class Lab:
         """GET http://127.0.0.1:port/path from the Docker host itself (a local client)."""
         return self._curl(self.host_ns, "127.0.0.1", port, path, timeout)
 
-    def container_ip(self, name: str, network: str | None = None) -> str:
-        """IPv4 address of a container on `network` (default: its only network)."""
+    def container_ip(self, name: str, network: str | None = None, family: int = 4) -> str:
+        """IPv4 (IPv6) address of a container on `network` (default: its only network)."""
         nets = json.loads(
             self.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", name).stdout
         )
         if network is None and len(nets) != 1:
             raise LabError(f"{name} is on networks {sorted(nets)}; say which")
-        return nets[network or next(iter(nets))]["IPAddress"]
+        return nets[network or next(iter(nets))][
+            "GlobalIPv6Address" if family == 6 else "IPAddress"
+        ]
 
     def network_gateway(self, network: str = "bridge") -> str:
         """IPv4 gateway (bridge address) of a Docker network: where docker-proxy connects from."""

@@ -177,8 +177,9 @@ def assert_table_row(lab: Lab, container: str, published: str, state: str) -> st
     """The human `check` table has a row `state container ... published ...`, and the table
     run exits like the JSON run. Returns the table."""
     table = run_check(lab, as_json=False)
-    assert table.stdout.splitlines()[0].startswith("Docker "), table.stdout
-    assert "STATE" in table.stdout and "REASON" in table.stdout, table.stdout
+    lines = table.stdout.splitlines()
+    assert any(ln.startswith("Docker ") for ln in lines[:3]), table.stdout  # after the summary
+    assert any(ln.split()[:2] == ["STATE", "CONTAINER"] for ln in lines), table.stdout
     rows = [ln.split() for ln in table.stdout.splitlines()]
     match = [r for r in rows if r[:2] == [state, container] and published in r]
     assert match, f"no row '{state} {container} ... {published}' in:\n{table.stdout}"
@@ -187,17 +188,17 @@ def assert_table_row(lab: Lab, container: str, published: str, state: str) -> st
 
 
 def save_lines(lab: Lab, table: str, *needles: str, family: int = 4) -> list[str]:
-    """iptables-save rule lines of `table` that contain every needle."""
+    """iptables-save (ip6tables-save) rule lines of `table` that contain every needle."""
     lines = lab.iptables_save(family, table=table).splitlines()
     return [ln for ln in lines if ln.startswith("-A ") and all(n in f"{ln} " for n in needles)]
 
 
-def delete_rule(lab: Lab, table: str, *needles: str) -> str:
+def delete_rule(lab: Lab, table: str, *needles: str, family: int = 4) -> str:
     """Delete the one rule of `table` containing every needle; return its save line."""
-    found = save_lines(lab, table, *needles)
-    assert len(found) == 1, f"want one {table} rule with {needles}, got {found}"
-    lab.iptables("-t", table, "-D", *shlex.split(found[0])[1:])
-    assert save_lines(lab, table, *needles) == []
+    found = save_lines(lab, table, *needles, family=family)
+    assert len(found) == 1, f"want one IPv{family} {table} rule with {needles}, got {found}"
+    lab.iptables("-t", table, "-D", *shlex.split(found[0])[1:], family=family)
+    assert save_lines(lab, table, *needles, family=family) == []
     return found[0]
 
 

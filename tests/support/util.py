@@ -20,11 +20,12 @@ def require_or_skip(condition: bool, why: str) -> None:
     pytest.skip(why)
 
 
-def require_lab(backend: str = "nft") -> None:
-    """Skip (or fail in CI) unless this machine can run a tests/support/lab.py Lab with this backend."""
+def require_lab(backend: str = "nft", engine: str = "20.10") -> None:
+    """Skip (or fail in CI) unless this machine can run a tests/support/lab.py Lab with this
+    backend and engine."""
     from support.lab import (
         missing_requirements,  # tests/support/lab.py; imported late to keep util light
     )
 
-    missing = missing_requirements(backend)
+    missing = missing_requirements(backend, engine)
     require_or_skip(not missing, "test lab unavailable: " + "; ".join(missing))
