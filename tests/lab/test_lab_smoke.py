@@ -65,7 +65,7 @@ def _lab_processes(lab: Lab) -> dict[int, tuple[str, str]]:
 @pytest.mark.parametrize("which", ["26", "28"])
 def test_fetched_engine_runs_its_own_binaries(make_lab, which: str) -> None:
     """dockerd, its managed containerd and docker-proxy come from the fetched engine, not from
-    a system docker.io that has the same names (tools/fetch-engines; docs/test-lab.md)."""
+    a system docker.io that has the same names (tools/fetch-engines; docs/testing.md)."""
     lab = make_lab(engine=which)
     server = lab.docker("version", "-f", "{{.Server.Version}}").stdout.strip()
     assert server.startswith(f"{which}."), server

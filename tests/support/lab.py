@@ -38,7 +38,7 @@ from support.netns import NetnsError
 
 IMAGE = "dnetest/busybox:latest"
 # "20.10": the system's docker.io; "26" and "28": Debian's docker.io 26.1.5 and 28.5.2 that
-# tools/fetch-engines unpacks into ENGINE_CACHE (docs/test-lab.md).
+# tools/fetch-engines unpacks into ENGINE_CACHE (docs/testing.md).
 ENGINES = ("20.10", "26", "28")
 SYSTEM_ENGINE = "20.10"
 ENGINE_CACHE = Path(os.environ.get("DNE_ENGINES") or "/var/cache/dne-engines")
