@@ -24,9 +24,10 @@ from bench.netns import Netns
 from bench.proc import REPO, Exporter, peak_rss_mib
 
 FULL = dict(sizes="1000x100,10000x100,50000x100,10000x1000,50000x1000,50000x5000",
-            budget="50000x1000", idle_seconds=60, requests=100, repeat=3, detect_rounds=3)  # fmt: skip
+            budget="50000x1000", idle_seconds=60, requests=100, repeat=3, detect_rounds=3,
+            churn_seconds=60)  # fmt: skip
 QUICK = dict(sizes="1000x100,50000x1000", budget="50000x1000", idle_seconds=20, requests=30,
-             repeat=2, detect_rounds=1)  # fmt: skip
+             repeat=2, detect_rounds=1, churn_seconds=20)  # fmt: skip
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,6 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--scrapers", default="1,16")
     ap.add_argument("--repeat", type=int)
     ap.add_argument("--detect-rounds", type=int)
+    ap.add_argument("--churn-rate", type=float, default=10.0,
+                    help="unrelated rule changes a second in the churn scenario")  # fmt: skip
+    ap.add_argument("--churn-seconds", type=float, help="each CPU window of the churn scenario")
     ap.add_argument("--no-peers", action="store_true", help="skip python-iptables and madron's")
     ap.add_argument("--fuzz-examples", type=int, default=0,
                     help="Hypothesis examples per fuzz property, at least (bench.fuzz)")  # fmt: skip
@@ -163,6 +167,10 @@ def process(a, ns: str, host: str, full: bool, backend: str, flags=()) -> dict:
             )
             out["detect"] = in_ns(a, ns, "bench.detect", e.url, "--backend", backend,
                                   "--rounds", str(a.detect_rounds), "--timeout", "120")  # fmt: skip
+            if backend == "nft":
+                out["churn"] = in_ns(a, ns, "bench.churn", e.url, "--pid", str(e.pid),
+                                     "--rate", str(a.churn_rate), "--seconds",
+                                     str(a.churn_seconds), "--rounds", str(a.detect_rounds))  # fmt: skip
         out["peak_rss_mib"] = peak_rss_mib(e.pid)
     return out
 

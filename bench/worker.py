@@ -2,9 +2,11 @@
 
     nsenter --net=/run/netns/NS python -m bench.worker --docker-host unix://SOCK [--repeat 3]
 
-Prints one JSON object: the floor (each `*-save` command and the Docker API calls alone), full
-refreshes (cold: nothing cached; warm: nothing changed; changed: one DNAT rule deleted), and
-the refresh's own work split into steps, each timed alone (min of --repeat runs).
+Prints one JSON object: the floor (each `*-save` command and the Docker API calls alone, and
+`iptables-nft -S DOCKER`), full refreshes (cold: nothing cached; warm: nothing changed; changed:
+one DNAT rule deleted; on nf_tables with the RefreshState told of each change, as the service's
+change feed tells it: a quiet refresh reads no rules, a changed chain is read alone), wall and
+CPU seconds, and the refresh's own work split into steps, each timed alone (min of --repeat).
 Works against an older exporter tree too (PYTHONPATH): missing pieces are reported as null.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -34,6 +37,10 @@ try:  # this tree's optimisations (absent from the baseline tree)
     from exporter.serve.state import RefreshState
 except ImportError:
     parse_save_lazy = RefreshState = None
+try:  # the nf_tables change feed: a change names its chain, read alone
+    from exporter.rules.nftevents import Change
+except ImportError:
+    Change = None
 
 
 def best(fn, repeat: int):
@@ -68,13 +75,33 @@ def docker_calls(host: str) -> None:
         api.close()
 
 
+def cpu() -> float:
+    """CPU seconds of this process and of its reaped children (the commands a refresh runs)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def refresh(opts, cache, cold: bool = False) -> tuple[float, dict, object]:
+    """(wall seconds, timings with "cpu": the CPU seconds it took, Snapshot)."""
     if cold and hasattr(expected.make, "cache_clear"):
         expected.make.cache_clear()
     kwargs = {"state": cache} if RefreshState is not None else {}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu()
     snap = take_snapshot(opts, **kwargs)
-    return time.perf_counter() - t, dict(snap.timings), snap
+    took, timings = time.perf_counter() - t, dict(snap.timings)
+    timings["cpu"] = cpu() - c
+    return took, timings, snap
+
+
+def with_feed(a):
+    """A RefreshState as the service keeps one: on nf_tables, fed by the change feed (the
+    changes `changed` makes are told to it, as the kernel tells the service's)."""
+    if RefreshState is None:
+        return None
+    state = RefreshState()
+    if a.backend == "nft" and Change is not None:
+        state.chains.started()
+    return state
 
 
 def main() -> None:
@@ -88,6 +115,9 @@ def main() -> None:
     out["floor_save"] = {t[0]: best(lambda t=t: run(t, 60), a.repeat)[0] for t in tools}
     docker_calls(a.docker_host)  # the SDK's import is paid once per process, not per refresh
     out["floor_docker"] = best(lambda: docker_calls(a.docker_host), a.repeat)[0]
+    if a.backend == "nft":  # what a refresh after one change in nat DOCKER reads instead
+        chain = ["iptables-nft", "-t", "nat", "-S", "DOCKER"]
+        out["floor_chain"] = best(lambda: run(chain, 60), a.repeat)[0]
     opts = RefreshOptions(docker_host=a.docker_host, host_facts=False, command_timeout=60)
     fresh = (lambda: RefreshState()) if RefreshState else (lambda: None)
     runs = [refresh(opts, fresh(), cold=True) for _ in range(a.repeat)]
@@ -98,7 +128,7 @@ def main() -> None:
     out["rules"] = {f"{b} {f}": n for b, f, n in snap.backend_rules}
     out["stale"] = len(snap.stale)
     out["warnings"] = list(snap.warnings)[:5]
-    cache = fresh()
+    cache = with_feed(a)
     refresh(opts, cache)
     out["warm"] = dict(zip(("total", "timings"), min((refresh(opts, cache)[:2] for _ in range(a.repeat)), key=lambda r: r[0]), strict=True))  # fmt: skip
     out["stages"] = stages(a, snap)
@@ -154,22 +184,57 @@ def stages(a, snap) -> dict:
     for key in ("expect", "evaluate", "stale", "analyse"):
         st[key] = min(lap[key] for lap in laps) if key in laps[0] else None
     st["render"], body = best(lambda: render(snap), a.repeat)
+    st["render_again"] = render_again(snap, a.repeat)
     st["gzip"], zipped = best(lambda: gzip.compress(body, 1), a.repeat)
     st["exposition_bytes"], st["exposition_gzip_bytes"] = len(body), len(zipped)
     return st
 
 
-def render(snap) -> bytes:
+class Holder:
+    errors = {"docker": 0, "iptables": 0, "ip6tables": 0}
+
+    def __init__(self, snap) -> None:
+        self.snapshot = snap
+
+
+def renderer(snap):
+    """A function rendering the holder's snapshot as the service does (serve.exposition where
+    the tree has it: each port's lines kept while they are the same), and the holder."""
     from prometheus_client import CollectorRegistry, generate_latest
 
     from exporter.serve.collector import SnapshotCollector
 
-    class Holder:
-        snapshot, errors = snap, {"docker": 0, "iptables": 0, "ip6tables": 0}
+    holder = Holder(snap)
+    collector = SnapshotCollector(holder, 100_000)
+    try:
+        from exporter.serve.exposition import Exposition
+    except ImportError:  # an older tree: prometheus_client's encoder over everything
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        return lambda: generate_latest(registry), holder
+    fast = Exposition(collector)
+    return lambda: fast(generate_latest), holder
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(Holder(), 100_000))
-    return generate_latest(registry)
+
+def render(snap) -> bytes:
+    """The first rendering of a snapshot: every port's lines made."""
+    return renderer(snap)[0]()
+
+
+def render_again(snap, repeat: int) -> float:
+    """A new snapshot whose ports show what the last one's did (what a refresh after an
+    unrelated or a one-rule change renders): seconds, min of `repeat`."""
+    from dataclasses import replace
+
+    fn, holder = renderer(snap)
+    fn()
+    times = []
+    for i in range(repeat):
+        holder.snapshot = replace(snap, taken_at=snap.taken_at + i + 1)
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
 
 
 def changed(a, opts, cache) -> dict | None:
@@ -186,13 +251,24 @@ def changed(a, opts, cache) -> dict | None:
     t = time.perf_counter()
     run([tool, "-w", "5", "-t", "nat", "-D", "DOCKER", *spec], 60)
     took_delete = time.perf_counter() - t
+    told = feed(cache, a)
     total, timings, snap = refresh(opts, cache)
     seen = {p.binding.host_port: p.verdict.state for p in snap.ports}.get(port)
     run([tool, "-w", "5", "-t", "nat", "-I", "DOCKER", str(dnat + 1), *spec], 60)
+    feed(cache, a)
     back = refresh(opts, cache)[2]
     again = {p.binding.host_port: p.verdict.state for p in back.ports}.get(port)
     return {"total": total, "timings": timings, "state_after_delete": seen,
-            "state_after_restore": again, "delete_command": took_delete}  # fmt: skip
+            "state_after_restore": again, "delete_command": took_delete,
+            "feed": told}  # fmt: skip
+
+
+def feed(state, a) -> bool:
+    """Tell `state` of the change to nat DOCKER, as the kernel tells the service."""
+    if state is None or not hasattr(state, "chains") or a.backend != "nft" or Change is None:
+        return False
+    state.chains.changed(Change("ip", "nat", "DOCKER", "rule"))
+    return True
 
 
 if __name__ == "__main__":

@@ -41,6 +41,34 @@ def port_labels(b) -> list[str]:
             str(b.host_port), str(b.container_port)]  # fmt: skip
 
 
+def port_families(ports) -> tuple[Metric, Metric, Metric]:
+    """docker_nat_port_state, docker_nat_port (info) and docker_nat_rule_present for `ports`."""
+    state = GaugeMetricFamily(
+        "docker_nat_port_state",
+        "1 for the state a remote client's new connection to the port gets, 0 for the others.",
+        labels=[*PORT_LABELS, "state"],
+    )
+    info = InfoMetricFamily(
+        "docker_nat_port",
+        "The verdict's stable reason code and the binding's container side.",
+        labels=[*PORT_LABELS, "container_id", "bridge", "container_ip", "reason"],
+    )
+    present = GaugeMetricFamily(
+        "docker_nat_rule_present",
+        "1 when a per-port rule Docker's layout expects is in the kernel.",
+        labels=[*PORT_LABELS, "kind"],
+    )
+    for p in ports:
+        b, lv = p.binding, port_labels(p.binding)
+        for st in STATES:
+            state.add_metric([*lv, st], 1 if p.verdict.state == st else 0)
+        extra = [bound(v) for v in (b.container_id, b.bridge, b.container_ip, p.verdict.code)]
+        info.add_metric([*lv, *extra], {})
+        for e in p.rules:
+            present.add_metric([*lv, e.expected.kind], 1 if e.present else 0)
+    return state, info, present
+
+
 def select_ports(ports, limit: int):
     """At most `limit` ports, the unhealthy ones first so a cap never hides a broken port."""
     if len(ports) <= limit:
@@ -80,7 +108,24 @@ class SnapshotCollector(Collector):
         yield from self._self_metrics(s)
         if s is None:
             return
-        yield from self._ports(s)
+        yield from port_families(self.selected(s)[0])
+        yield from self._after_ports(s)
+
+    def selected(self, s: Snapshot):
+        """(the ports given per-port series, how many are left out)."""
+        return select_ports(s.ports, self.max_bindings)
+
+    def parts(self) -> tuple[Snapshot | None, list[Metric], list, list[Metric]]:
+        """What collect() yields, as (snapshot, the families before the per-port ones, the ports
+        they are about, the families after them): serve.exposition renders the middle itself."""
+        s: Snapshot | None = self.holder.snapshot
+        before = list(self._self_metrics(s))
+        if s is None:
+            return s, before, [], []
+        return s, before, self.selected(s)[0], list(self._after_ports(s))
+
+    def _after_ports(self, s: Snapshot) -> Iterator[Metric]:
+        yield from self._port_counts(s)
         yield from self._aggregates(s)
         yield from self._facts(s)
 
@@ -115,32 +160,8 @@ class SnapshotCollector(Collector):
             value=s.duration_seconds,
         )
 
-    def _ports(self, s: Snapshot) -> Iterator[Metric]:
-        ports, omitted = select_ports(s.ports, self.max_bindings)
-        state = GaugeMetricFamily(
-            "docker_nat_port_state",
-            "1 for the state a remote client's new connection to the port gets, 0 for the others.",
-            labels=[*PORT_LABELS, "state"],
-        )
-        info = InfoMetricFamily(
-            "docker_nat_port",
-            "The verdict's stable reason code and the binding's container side.",
-            labels=[*PORT_LABELS, "container_id", "bridge", "container_ip", "reason"],
-        )
-        present = GaugeMetricFamily(
-            "docker_nat_rule_present",
-            "1 when a per-port rule Docker's layout expects is in the kernel.",
-            labels=[*PORT_LABELS, "kind"],
-        )
-        for p in ports:
-            b, lv = p.binding, port_labels(p.binding)
-            for st in STATES:
-                state.add_metric([*lv, st], 1 if p.verdict.state == st else 0)
-            extra = [bound(v) for v in (b.container_id, b.bridge, b.container_ip, p.verdict.code)]
-            info.add_metric([*lv, *extra], {})
-            for e in p.rules:
-                present.add_metric([*lv, e.expected.kind], 1 if e.present else 0)
-        yield from (state, info, present)
+    def _port_counts(self, s: Snapshot) -> Iterator[Metric]:
+        omitted = self.selected(s)[1]
         yield GaugeMetricFamily(
             "docker_nat_bindings", "Published host-port bindings in the snapshot.", len(s.ports)
         )

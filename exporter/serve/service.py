@@ -9,11 +9,11 @@ import signal
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from exporter import __version__, logs
 from exporter.config import ConfigError, parse_duration, parse_listen, parse_percent
 from exporter.serve.collector import SnapshotCollector
+from exporter.serve.exposition import ServeRegistry
 from exporter.serve.refresh import RefreshOptions
 from exporter.serve.scheduler import Holder, Scheduler
 from exporter.sources.watch import DockerEvents, NftEvents, NftMonitor
@@ -79,8 +79,7 @@ def serve_config(v: dict) -> ServeConfig:
 def build_app(cfg: ServeConfig, opts: RefreshOptions, snapshot_fn=None, watch: bool = True):
     """The application with its refresh loop and watchers in one cleanup context."""
     holder = Holder()
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(holder, cfg.max_bindings))
+    registry = ServeRegistry(SnapshotCollector(holder, cfg.max_bindings))
     kwargs = {"snapshot_fn": snapshot_fn} if snapshot_fn else {}
     sched = Scheduler(opts, cfg.interval, cfg.debounce, cfg.host_interval, holder, **kwargs,
                       cpu_budget=cfg.cpu_budget)  # fmt: skip

@@ -66,7 +66,8 @@ class Only:
 
 
 def _encode(encoder, registry, gzipped: bool) -> bytes:
-    body = encoder(registry)
+    fast = getattr(registry, "exposition", None)  # serve.exposition: the same bytes, sooner
+    body = fast(encoder) if fast is not None else encoder(registry)
     return gzip.compress(body, 1) if gzipped else body
 
 

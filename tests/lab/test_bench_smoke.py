@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 ARGS = ["--sizes", "300x10,2000x40", "--budget", "2000x40", "--real-max", "10",
         "--idle-bindings", "4", "--idle-seconds", "2", "--requests", "3", "--repeat", "1",
-        "--detect-rounds", "1"]  # fmt: skip
+        "--detect-rounds", "1", "--churn-seconds", "2"]  # fmt: skip
 STEPS = ("parse", "decode", "expect", "evaluate", "stale", "render", "gzip")
 
 
@@ -68,6 +68,9 @@ def test_every_size_has_every_figure(run):
     assert set(budget["process"]["scrape"]) == {"1", "16"}
     assert budget["process"]["scrape_identity_16"]["statuses"] == {"200": 3 * 16}
     assert budget["process"]["detect"]["rounds"][0]["seconds"] > 0
+    churn = budget["process"]["churn"]  # an INPUT rule added and deleted 10 times a second
+    assert churn["churn"]["changes_per_second"] > 0 and churn["churn"]["cpu_seconds"] >= 0
+    assert churn["detect"]["rounds"][0]["seconds"] > 0  # seen, not merely timed out
 
 
 def test_idle_detection_legacy_and_peers(run):
@@ -90,6 +93,7 @@ def test_report_prints_every_table(run):
     for heading in ("Per size", "Budget:", "Peers on the legacy backend", "machine:"):
         assert heading in text
     for item in ("our work / floor, cold refresh", "/metrics p50 / p99, 16 scraper(s)",
+                 "CPU under churn", "detection under churn",
                  "peak RSS", "detection, nf_tables", "idle CPU", "detection, legacy",
                  "python-iptables"):  # fmt: skip
         assert item in text, item
