@@ -152,11 +152,13 @@ def host_ports(g: Grid) -> None:
             [
                 target(rows(f"{m('docker_nat_port_state')} == 1"), "A", table=True),
                 target(rows(m("docker_nat_port_info")), "B", table=True),
+                target(rows(f"{m('docker_nat_port_exposure')} == 1"), "G", table=True),
                 *rules,
             ],
-            "One row per binding: its state, the reason code, and which of the rules Docker's "
+            "One row per binding: its state, the reason code and whose rule decided it (owner), "
+            "who can reach it (exposure, allowed_sources), and which of the rules Docker's "
             "layout expects are in the kernel (empty: not expected for this binding).",
-            hide=("job", "instance", "Value #A", "Value #B"),
+            hide=("job", "instance", "Value #A", "Value #B", "Value #G"),
             rename=rule_cols,
             overrides=[
                 override(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from .grafana import STATE_MAP, override, stat, steps, table, target, timeseries
 from .layout import Grid, dashboard
 from .queries import (
+    ADMIN,
     ALERT_STEPS,
     BROKEN,
     HOST_LINK,
+    ON_PORT,
     PORT,
     SEL,
     WARN_STEPS,
@@ -15,6 +17,7 @@ from .queries import (
     annotations,
     by_host,
     count_stat,
+    eq,
     m,
     rows,
     state_overrides,
@@ -112,6 +115,64 @@ def overview_now(g: Grid) -> None:
                 ),
                 override("instance", links=HOST_LINK),
             ],
+            sort=("instance", False),
+        ),
+        16,
+        8,
+    )
+
+
+def overview_exposure(g: Grid) -> None:
+    g.row("Exposure")
+    public = f"{m('docker_nat_port_exposure', eq('exposure', 'public'))} == 1"
+    g.add(
+        stat(
+            "Ports open to the internet",
+            f"sum({m('docker_nat_port_exposure', eq('exposure', 'public'))}) or vector(0)",
+            "Published ports every remote address can reach: no DOCKER-USER or host firewall "
+            "rule restricts them (ufw's INPUT rules do not apply to published ports).",
+            thresholds=WARN_STEPS,
+        ),
+        4,
+        8,
+    )
+    g.add(
+        stat(
+            "Ports closed by an admin's firewall",
+            f"count(({m('docker_nat_port_state', BROKEN)} == 1) and on ({ON_PORT}) "
+            f"{m('docker_nat_port_info', ADMIN)}) or vector(0)",
+            "Ports no remote client reaches because of a DOCKER-USER or host rule "
+            "(DockerNatPublishedPortBlocked): policy, not Docker breakage.",
+            thresholds=WARN_STEPS,
+        ),
+        4,
+        8,
+    )
+    g.add(
+        table(
+            "Published ports open to the internet",
+            [
+                target(rows(public), "A", table=True),
+                target(
+                    rows(f"{m('docker_nat_port_info')} and on ({ON_PORT}) ({public})"),
+                    "B",
+                    table=True,
+                ),
+            ],
+            "Every port open to every remote address, by host (restricted ports, with their "
+            "allowed sources, are in each host's view).",
+            hide=(
+                "job",
+                "Value #A",
+                "Value #B",
+                "container_id",
+                "container_ip",
+                "bridge",
+                "reason",
+                "owner",
+                "allowed_sources",
+            ),
+            overrides=[override("instance", links=HOST_LINK)],
             sort=("instance", False),
         ),
         16,
@@ -234,13 +295,13 @@ def overview_health(g: Grid) -> None:
 
 def overview() -> dict:
     g = Grid()
-    for part in (overview_now, overview_trends, overview_hosts, overview_health):
+    for part in (overview_now, overview_exposure, overview_trends, overview_hosts, overview_health):
         part(g)
     return dashboard(
         "docker-nat-overview",
         "Docker DNAT / Overview",
-        "Published Docker ports across the fleet: which hosts have broken ports, "
-        "states over time, iptables builds and exporter health.",
+        "Published Docker ports across the fleet: which hosts have broken ports, which ports "
+        "are open to the internet, states over time, iptables builds and exporter health.",
         g,
         annotations(host=False),
         instance_multi=True,

@@ -11,6 +11,9 @@ from .layout import time_annotation
 SEL = 'job=~"$job", instance=~"$instance"'
 BROKEN = 'state=~"misrouted|dropped|unreachable"'
 PORT = ("container", "host_ip", "host_port", "protocol")
+# every label of a port's series besides job and instance: joins between them are one to one
+ON_PORT = "job, instance, container, network, family, protocol, host_ip, host_port, container_port"
+ADMIN = 'owner=~"docker-user|host"'  # an admin's rule decided (docs/verdicts.md)
 HOST_LINK = [
     {
         "title": "Open the host view",

@@ -13,6 +13,11 @@ PORT = "{{ $labels.host_ip }}:{{ $labels.host_port }}/{{ $labels.protocol }}"
 CONTAINER = "container {{ $labels.container }}"
 ON = "on {{ $labels.instance }}"
 PORT_KEY = ("job", "instance", "container", "host_ip", "host_port", "protocol")
+# every label of a port's series: joins between them are one to one
+PORT_ON = (
+    "on (job, instance, container, network, family, protocol, host_ip, host_port, container_port)"
+)
+POLICY_OWNERS = 'owner=~"docker-user|host"'  # the admin's rules (docs/verdicts.md)
 HOST_KEY = ("job", "instance")
 
 
@@ -52,17 +57,30 @@ def alert(name, expr, for_, severity, scope, summary, description) -> dict:
 
 def port_alerts(s) -> list[dict]:
     state = lookup("docker_nat_port_state == 1", PORT_KEY, "{{ .Labels.state }}", "broken")
-    broken = f'state=~"{BROKEN_STATES}"'
+    broken = "max without (state) (" + s("docker_nat_port_state", f'state=~"{BROKEN_STATES}"')
+    admin = s("docker_nat_port_info", POLICY_OWNERS)
     return [
         alert(
             "DockerNatPublishedPortBroken",
-            "max without (state) (" + s("docker_nat_port_state", broken) + ") == 1",
+            f"{broken}) == 1 unless {PORT_ON} {admin}",
             "2m",
             "critical",
             "port",
             "A published Docker port does not reach its container.",
             f"Published port {PORT} of {CONTAINER} {ON} is {state}: new connections from remote "
             f"clients do not reach the container.{REASON}",
+        ),
+        alert(
+            "DockerNatPublishedPortBlocked",
+            f"({broken}) == 1) * {PORT_ON} group_left (owner) {admin}",
+            "15m",
+            "warning",
+            "port",
+            "An admin's firewall rule closes a published Docker port to every remote client.",
+            f"Published port {PORT} of {CONTAINER} {ON} is {state} for every remote client by "
+            "a rule of {{ $labels.owner }} (DOCKER-USER and what it jumps to: docker-user; ufw, "
+            "firewalld, nftables.conf: host). Docker's own rules are fine; if the port should be "
+            f"reachable, allow it in that firewall.{REASON}",
         ),
         alert(
             "DockerNatPublishedPortProxied",
@@ -110,6 +128,26 @@ def port_alerts(s) -> list[dict]:
             f"{CONTAINER} {ON} is missing (hairpin_masquerade: the container cannot reach itself "
             "through the published port; loopback_drop: other hosts on the link can reach a "
             "port bound to a loopback address).",
+        ),
+    ]
+
+
+def exposure_alerts(s) -> list[dict]:
+    """Opt-in per target: they fire only for series that carry the target label
+    exposure_alert="on" (set it in the scrape config of the hosts you want them for)."""
+    public = s("docker_nat_port_exposure", 'exposure="public", exposure_alert="on"')
+    return [
+        alert(
+            "DockerNatPublishedPortPublic",
+            f"{public} == 1",
+            "15m",
+            "warning",
+            "port",
+            "A published Docker port is open to every address.",
+            f"Published port {PORT} of {CONTAINER} {ON} accepts new connections from every "
+            "remote address: no DOCKER-USER or host rule restricts it (ufw's INPUT rules do "
+            "not apply to published ports). Bind it to 127.0.0.1 or an internal address, or "
+            "restrict it in DOCKER-USER, if it should not be public.",
         ),
     ]
 
@@ -253,6 +291,7 @@ def rules(job: str = JOB_SELECTOR, base_url: str = PROJECT_URL) -> dict:
 
     groups = [
         {"name": "docker-nat-ports", "rules": port_alerts(s)},
+        {"name": "docker-nat-exposure", "rules": exposure_alerts(s)},
         {"name": "docker-nat-host", "rules": host_alerts(s)},
         {"name": "docker-nat-exporter", "rules": exporter_alerts(s, job)},
     ]

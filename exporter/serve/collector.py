@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.expect import nftables as nft_expect
 from exporter.expect.model import PORT_KINDS
+from exporter.path.classes import EXPOSURES
 from exporter.path.verdict import SEVERITY, STATES
 from exporter.serve.collector_facts import fact_metrics
 from exporter.serve.labels import bound
@@ -34,6 +35,7 @@ PORT_LABELS = [
     "host_port",
     "container_port",
 ]
+INFO_LABELS = ["container_id", "bridge", "container_ip", "reason", "owner", "allowed_sources"]
 
 
 def port_labels(b) -> list[str]:
@@ -41,8 +43,15 @@ def port_labels(b) -> list[str]:
             str(b.host_port), str(b.container_port)]  # fmt: skip
 
 
-def port_families(ports) -> tuple[Metric, Metric, Metric]:
-    """docker_nat_port_state, docker_nat_port (info) and docker_nat_rule_present for `ports`."""
+def info_values(p) -> tuple[str, ...]:
+    """The values of docker_nat_port_info's INFO_LABELS for port `p`, bounded."""
+    b, v = p.binding, p.verdict
+    return tuple(map(bound, (b.container_id, b.bridge, b.container_ip, v.code, v.owner, v.allowed)))
+
+
+def port_families(ports) -> tuple[Metric, Metric, Metric, Metric]:
+    """docker_nat_port_state, docker_nat_port (info), docker_nat_port_exposure and
+    docker_nat_rule_present for `ports`."""
     state = GaugeMetricFamily(
         "docker_nat_port_state",
         "1 for the state a remote client's new connection to the port gets, 0 for the others.",
@@ -50,8 +59,15 @@ def port_families(ports) -> tuple[Metric, Metric, Metric]:
     )
     info = InfoMetricFamily(
         "docker_nat_port",
-        "The verdict's stable reason code and the binding's container side.",
-        labels=[*PORT_LABELS, "container_id", "bridge", "container_ip", "reason"],
+        "The verdict's stable reason code, whose rule decided it (owner), the remote "
+        "sources that reach the port, and the binding's container side.",
+        labels=[*PORT_LABELS, *INFO_LABELS],
+    )
+    exposure = GaugeMetricFamily(
+        "docker_nat_port_exposure",
+        "1 for who can reach the port (public: every remote address, restricted: some, "
+        "local: none), 0 for the others.",
+        labels=[*PORT_LABELS, "exposure"],
     )
     present = GaugeMetricFamily(
         "docker_nat_rule_present",
@@ -62,11 +78,12 @@ def port_families(ports) -> tuple[Metric, Metric, Metric]:
         b, lv = p.binding, port_labels(p.binding)
         for st in STATES:
             state.add_metric([*lv, st], 1 if p.verdict.state == st else 0)
-        extra = [bound(v) for v in (b.container_id, b.bridge, b.container_ip, p.verdict.code)]
-        info.add_metric([*lv, *extra], {})
+        info.add_metric([*lv, *info_values(p)], {})
+        for ex in EXPOSURES:
+            exposure.add_metric([*lv, ex], 1 if p.verdict.exposure == ex else 0)
         for e in p.rules:
             present.add_metric([*lv, e.expected.kind], 1 if e.present else 0)
-    return state, info, present
+    return state, info, exposure, present
 
 
 def select_ports(ports, limit: int):

@@ -2,9 +2,10 @@
 
 prometheus_client's encoders validate and escape every label of every sample: 0.15 s for the
 10,500 samples of 1,000 bindings, 0.7 s for 5,000. Nearly all of them are the per-port families
-(docker_nat_port_state, docker_nat_port_info, docker_nat_rule_present), and a port's lines
-change only with what they show: the binding's labels, its state and reason code, which of its
-rules are present. So those lines are written here (labels sorted by name, values escaped as the
+(docker_nat_port_state, docker_nat_port_info, docker_nat_port_exposure,
+docker_nat_rule_present), and a port's lines change only with what they show: the binding's
+labels, its state, reason code, owner, allowed sources and exposure, which of its rules are
+present. So those lines are written here (labels sorted by name, values escaped as the
 encoders escape label values), kept per encoder and port, and joined; the families' HELP/TYPE
 lines and every other family come from the encoder itself. Before the lines written here are
 used with an encoder, one port's are checked against that encoder's own: should they ever
@@ -16,9 +17,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from exporter.path.classes import EXPOSURES
 from exporter.path.verdict import STATES
-from exporter.serve.collector import SnapshotCollector, port_families, port_labels
-from exporter.serve.labels import bound
+from exporter.serve.collector import (
+    INFO_LABELS,
+    SnapshotCollector,
+    info_values,
+    port_families,
+    port_labels,
+)
 
 NAMES = ("container", "network", "family", "protocol", "host_ip", "host_port", "container_port")
 
@@ -35,10 +42,10 @@ class _Fixed:
 
 class Exposition:
     def __init__(self, collector: SnapshotCollector, write=None) -> None:
-        """`write(port)`: its lines of the three families (default: written as the encoders
+        """`write(port)`: its lines of the four families (default: written as the encoders
         write them)."""
         self.collector, self.write = collector, write or write_port
-        self.kept: dict = {}  # encoder key → {port key → (state lines, info line, present lines)}
+        self.kept: dict = {}  # encoder key → {port key → (state, info, exposure, present lines)}
         self.known: dict = {}  # encoder key → what _learn found
 
     def __call__(self, encoder) -> bytes:
@@ -52,14 +59,14 @@ class Exposition:
         return (head + body + encoder(_Fixed(after)).decode()).encode()
 
     def _learn(self, key, encoder, ports) -> tuple[str, list[str], bool | None]:
-        """(the encoder's "# EOF" trailer or "", the three families' HELP/TYPE lines, whether
+        """(the encoder's "# EOF" trailer or "", the four families' HELP/TYPE lines, whether
         the lines written here are the encoder's: None until a port was there to compare)."""
         known = self.known.get(key)
         if known is None:
             eof = encoder(_Fixed([])).decode()  # "" for the text format, "# EOF\n" for OpenMetrics
             lines = encoder(_Fixed(port_families(()))).decode().removesuffix(eof)
             lines = lines.splitlines(keepends=True)
-            known = (eof, ["".join(lines[i : i + 2]) for i in (0, 2, 4)], None)
+            known = (eof, ["".join(lines[i : i + 2]) for i in (0, 2, 4, 6)], None)
         if known[2] is None and ports:
             same = self.write(ports[0]) == self._encoded(encoder, known[0], ports[0])
             known = (known[0], known[1], same)
@@ -68,27 +75,29 @@ class Exposition:
 
     def _ports(self, key, encoder, ports, heads, written: bool) -> str:
         old, kept = self.kept.get(key, {}), {}
-        state, info, present = [heads[0]], [heads[1]], [heads[2]]
+        families: list[list[str]] = [[h] for h in heads]
         eof = self.known[key][0]
         for p in ports:
-            pk = (p.binding, p.verdict.state, p.verdict.code,
+            v = p.verdict
+            pk = (p.binding, v.state, v.code, v.owner, v.allowed, v.exposure,
                   tuple((e.expected.kind, e.present) for e in p.rules))  # fmt: skip
             lines = old.get(pk) or kept.get(pk)
             if lines is None:
                 lines = self.write(p) if written else self._encoded(encoder, eof, p)
             kept[pk] = lines
-            state.append(lines[0])
-            info.append(lines[1])
-            present.append(lines[2])
+            for family, part in zip(families, lines, strict=True):
+                family.append(part)
         self.kept[key] = kept  # only the ports of this snapshot are kept
-        return "".join(state) + "".join(info) + "".join(present)
+        return "".join("".join(f) for f in families)
 
     @staticmethod
-    def _encoded(encoder, eof: str, p) -> tuple[str, str, str]:
+    def _encoded(encoder, eof: str, p) -> tuple[str, str, str, str]:
         text = encoder(_Fixed(port_families([p]))).decode().removesuffix(eof)
         lines = [x for x in text.splitlines(keepends=True) if not x.startswith("# ")]
-        states = len(lines) - 1 - len(p.rules)
-        return "".join(lines[:states]), lines[states], "".join(lines[states + 1 :])
+        info = len(lines) - 1 - len(EXPOSURES) - len(p.rules)  # the states come first
+        exposure = info + 1 + len(EXPOSURES)
+        return ("".join(lines[:info]), lines[info], "".join(lines[info + 1 : exposure]),
+                "".join(lines[exposure:]))  # fmt: skip
 
 
 def _key(encoder):
@@ -105,13 +114,11 @@ def _escape(v: str) -> str:
     return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def write_port(p) -> tuple[str, str, str]:
-    """A port's lines of the three families, as the encoders write them."""
+def write_port(p) -> tuple[str, str, str, str]:
+    """A port's lines of the four families, as the encoders write them."""
     b = p.binding
     base = dict(zip(NAMES, map(_escape, port_labels(b)), strict=True))
-    extra = (b.container_id, b.bridge, b.container_ip, p.verdict.code)
-    more = dict(zip(("container_id", "bridge", "container_ip", "reason"),
-                    (_escape(bound(v)) for v in extra), strict=True))  # fmt: skip
+    more = dict(zip(INFO_LABELS, map(_escape, info_values(p)), strict=True))
 
     def line(name: str, labels: dict, value: int) -> str:
         pairs = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
@@ -120,9 +127,11 @@ def write_port(p) -> tuple[str, str, str]:
     states = "".join(line("docker_nat_port_state", {**base, "state": st}, p.verdict.state == st)
                      for st in STATES)  # fmt: skip
     info = line("docker_nat_port_info", {**base, **more}, 1)
+    exposure = "".join(line("docker_nat_port_exposure", {**base, "exposure": ex},
+                            p.verdict.exposure == ex) for ex in EXPOSURES)  # fmt: skip
     present = "".join(line("docker_nat_rule_present", {**base, "kind": _escape(e.expected.kind)},
                            e.present) for e in p.rules)  # fmt: skip
-    return states, info, present
+    return states, info, exposure, present
 
 
 class ServeRegistry(CollectorRegistry):
