@@ -75,7 +75,7 @@ def port_families(ports) -> tuple[Metric, Metric, Metric, Metric]:
         labels=[*PORT_LABELS, "kind"],
     )
     for p in ports:
-        b, lv = p.binding, port_labels(p.binding)
+        lv = port_labels(p.binding)
         for st in STATES:
             state.add_metric([*lv, st], 1 if p.verdict.state == st else 0)
         info.add_metric([*lv, *info_values(p)], {})
