@@ -10,12 +10,29 @@ import time
 import pytest
 import test_faults
 from support.exporterproc import Scrape, select, states
-from test_faults import DEADLINE, healthy, start
+from support.netns import fresh_name, namespace
+from test_faults import DEADLINE, IPTABLES_V4, healthy, require_root_tools, start
 
 pytestmark = pytest.mark.slow
-netns, exporters, docker = test_faults.netns, test_faults.exporters, test_faults.docker
+exporters, docker = test_faults.exporters, test_faults.docker
+BRIDGES = {"docker0": "172.17.0.1/16", "br-a0cfae98a515": "172.18.0.1/16"}  # the fixture's
 WEB = ("web", "ipv4", "0.0.0.0", "18080")
 QUIET = 2.0  # seconds given to a refresh that should not come: 10 debounces
+
+
+@pytest.fixture
+def netns():
+    """Docker 20.10's IPv4 rules and its bridges (up, with their routes), as dockerd leaves
+    them."""
+    require_root_tools("iptables-nft-restore")
+    with namespace(fresh_name("dnerlv")) as ns:
+        ns.run(["iptables-nft-restore"], input=IPTABLES_V4)
+        for bridge, addr in BRIDGES.items():
+            ns.run(["ip", "link", "add", bridge, "type", "bridge"])
+            ns.run(["ip", "addr", "add", addr, "dev", bridge])
+            ns.run(["ip", "link", "set", bridge, "up"])
+        ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+        yield ns
 
 
 def last_refresh(s: Scrape) -> float:
