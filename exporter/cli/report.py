@@ -12,6 +12,7 @@ from exporter.path.verdict import SEVERITY
 from exporter.serve.snapshot import Snapshot, backends_mixed
 
 EXIT_OK, EXIT_NOT_OK, EXIT_UNREADABLE = 0, 1, 2
+MAX_PREFIXES = 256  # a class's exact prefixes in --json: at most these (the rest is counted)
 
 
 def exit_code(s: Snapshot) -> int:
@@ -158,7 +159,28 @@ def _port_json(p) -> dict:
         "code": p.verdict.code,
         "reason": p.verdict.reason,
         "rule": p.verdict.rule,
+        "owner": p.verdict.owner,
+        "exposure": p.verdict.exposure,
+        "allowed_sources": p.verdict.allowed,
+        "classes": [_class_json(c) for c in p.verdict.classes],
         "rules": [_evidence_json(e) for e in p.rules],
+    }
+
+
+def _class_json(c) -> dict:
+    """One class of remote sources: which addresses (`sources` as `check` shows it, `prefixes`
+    exactly, their count), and what a new connection from them gets."""
+    prefixes = c.sources.cidrs(MAX_PREFIXES + 1)
+    return {
+        "sources": c.shown,
+        "prefixes": prefixes[:MAX_PREFIXES],
+        "prefixes_complete": len(prefixes) <= MAX_PREFIXES,
+        "addresses": c.sources.size(),
+        "state": c.state,
+        "code": c.code,
+        "reason": c.reason,
+        "rule": c.rule,
+        "owner": c.owner,
     }
 
 

@@ -16,8 +16,9 @@ from exporter.cli.report import fact_lines, summary_line
 from exporter.path.verdict import SEVERITY
 from exporter.serve.snapshot import Snapshot
 
-HEADER = ("STATE", "CONTAINER", "NETWORK", "PUBLISHED", "TARGET", "REASON")
+HEADER = ("STATE", "CONTAINER", "NETWORK", "PUBLISHED", "TARGET", "SOURCES", "REASON")
 MIN_REASON = 40
+MAX_SOURCES = 56  # in a terminal, a longer list of allowed sources is cut (--json has it all)
 INDENT = "    "
 
 
@@ -49,24 +50,35 @@ def _cells(p) -> tuple[str, ...]:
     cip = f"[{b.container_ip}]" if ":" in b.container_ip else b.container_ip or "-"
     published = f"{b.host_ip_display}:{b.host_port}/{b.protocol}"
     target = f"{cip}:{b.container_port}"
-    return (p.verdict.state, b.container, b.network, published, target, p.verdict.reason)
+    v = p.verdict
+    return (v.state, b.container, b.network, published, target, sources(v), v.reason)
+
+
+def sources(v) -> str:
+    """Who can reach the port: `public`, `restricted: 192.0.2.0/24`, `local`, `unknown`."""
+    if v.exposure == "restricted":
+        return f"restricted: {v.allowed}"
+    return v.exposure or "-"
 
 
 def _rows(rows: list[tuple[str, ...]], width: int | None) -> list[str]:
+    if width is not None:
+        rows = [(*r[:5], fit(r[5], MAX_SOURCES), r[6]) for r in rows]
     rows = [HEADER, *rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    last = len(HEADER) - 1  # the reason: the rest of the line, or lines of its own
+    widths = [max(len(r[i]) for r in rows) for i in range(last)]
     lead = [("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  ") for r in rows]
     if width is None:
-        return [(ld + r[5]).rstrip() for ld, r in zip(lead, rows, strict=True)]
+        return [(ld + r[last]).rstrip() for ld, r in zip(lead, rows, strict=True)]
     beside = width - len(lead[0]) >= MIN_REASON
-    out = [(lead[0] + HEADER[5]) if beside else lead[0].rstrip()]
+    out = [(lead[0] + HEADER[last]) if beside else lead[0].rstrip()]
     pad = " " * len(lead[0]) if beside else INDENT
     room = width - len(pad)
     for ld, r in zip(lead[1:], rows[1:], strict=True):
         if r[0] == "ok":
-            text = [fit(r[5], room)]
+            text = [fit(r[last], room)]
         else:
-            text = textwrap.wrap(r[5], room, break_on_hyphens=False) or [""]
+            text = textwrap.wrap(r[last], room, break_on_hyphens=False) or [""]
         if beside:
             out += [ld + text[0], *(pad + t for t in text[1:])]
         else:

@@ -34,6 +34,7 @@ class SourceClass:
     reason: str
     rule: str = ""
     owner: str = ""
+    shown: str = ""  # `sources` for a human (path.sources.describe)
 
 
 @dataclass(frozen=True, slots=True)

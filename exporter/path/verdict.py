@@ -80,30 +80,31 @@ def _space(client: str | Sources, family: str) -> Sources:
 def _classified(b: Binding, pr: Probe, space: Sources, ctx) -> Verdict:
     """Walk the path once per class of sources the rules on it tell apart: a walk that meets a
     hook whose outcome differs inside its class is repeated for each part (walk.Fork)."""
-    daemon, rulesets, env, owners, forwarding, missing = ctx
+    daemon, rulesets, env, owners, forwarding, _ = ctx
     todo, done = [space], []
     while todo:
         part, w = todo.pop(), Walker(env)
         if len(done) + len(todo) >= MAX_CLASSES:
             why = f"more than {MAX_CLASSES} classes of source addresses"
-            done.append(_class(part, Verdict("unknown", "undecidable_rule", why), missing))
+            done.append(_class(part, Verdict("unknown", "undecidable_rule", why), ctx, space))
             continue
         try:
             v = _path(b, pr, daemon, rulesets, env, owners, part, forwarding, w)
         except Fork as fork:
             todo.extend(fork.parts)
             v = None
-        done += [_class(st.sources, settled(st), missing) for st in w.settled]
+        done += [_class(st.sources, settled(st), ctx, space) for st in w.settled]
         if v is not None:
-            done.append(_class(w.only or part, v, missing))
+            done.append(_class(w.only or part, v, ctx, space))
     done.sort(key=lambda c: c.sources.spans[0] if c.sources.spans else (0, 0))
     s = summarise(done, space)
     return Verdict(s.state, s.code, s.reason, s.rule, s.owner, tuple(done), s.exposure, s.allowed)
 
 
-def _class(part: Sources, v: Verdict, missing: bool) -> SourceClass:
+def _class(part: Sources, v: Verdict, ctx, space: Sources) -> SourceClass:
+    missing = ctx[-1]
     owner = DOCKER if missing and v.state == "dropped" and not v.rule else v.owner
-    return SourceClass(part, v.state, v.code, v.reason, v.rule, owner)
+    return SourceClass(part, v.state, v.code, v.reason, v.rule, owner, describe(part, space))
 
 
 def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding, w=None) -> Verdict:

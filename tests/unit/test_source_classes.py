@@ -224,3 +224,34 @@ def test_each_class_gets_what_one_client_from_it_gets(text):
                 assert one.rule.split()[:2] == c.rule.split()[:2]
             else:
                 assert one.reason == c.reason
+
+
+def test_check_shows_allowed_sources_and_json_carries_the_classes():
+    import json
+
+    from support.corefix import analyse_doc, web_doc
+
+    from exporter.cli.report import to_json
+    from exporter.cli.table import render_table
+
+    snap = analyse_doc(web_doc(), user(DOCS_RANGE))
+    table = render_table(snap)
+    assert any(line.startswith("STATE") and "SOURCES" in line for line in table.splitlines())
+    row = next(line for line in table.splitlines() if line.startswith("ok") and "web" in line)
+    assert "restricted: 192.168.1.1/32, 192.168.1.2/31" in row
+    port = next(p for p in json.loads(to_json(snap))["ports"] if p["host_port"] == 8080)
+    assert (port["exposure"], port["allowed_sources"]) == (
+        "restricted",
+        "192.168.1.1/32, 192.168.1.2/31",
+    )
+    ok, dropped = (next(c for c in port["classes"] if c["state"] == s) for s in ("ok", "dropped"))
+    assert ok["prefixes"] == ["192.168.1.1/32", "192.168.1.2/31"] and ok["addresses"] == 3
+    assert dropped["owner"] == "docker-user" and "filter/DOCKER-USER #1" in dropped["reason"]
+    assert dropped["sources"].startswith("all except 192.168.1.1/32")
+    assert sum(c["addresses"] for c in port["classes"]) == Sources.parse("0.0.0.0/0").size() - (
+        2**24 * 2
+        + 2**16
+        + 2**28 * 2
+        + 2**16
+        + 1  # 0/8, 127/8, 169.254/16, 224/4, 240/4, Docker's 172.17/16, the host
+    )
