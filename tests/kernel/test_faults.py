@@ -27,6 +27,7 @@ from support.faultkit import (
     FakeDocker,
     Overlay,
     dead_socket,
+    docker_bridges,
     fake_bin,
     live_after,
     printing,
@@ -102,6 +103,7 @@ def netns() -> Iterator[Netns]:
         ns.run(["iptables-nft-restore"], input=IPTABLES_V4)
         ns.run(["ip6tables-nft-restore"], input=IPTABLES_V6)
         ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
+        docker_bridges(ns)
         yield ns
 
 

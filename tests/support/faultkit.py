@@ -262,6 +262,22 @@ class FakeDocker:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def docker_bridges(ns: Netns, networks: list | None = None) -> None:
+    """The bridges dockerd would have made for the Docker 20.10 fixtures' networks (docker0
+    172.17.0.1/16, br-<id> 172.18.0.1/16), up, so a translated connection has its route: the
+    exporter judges the host's routes and links, not only its rules."""
+    for n in networks if networks is not None else fixture_json()["networks"]:
+        if n["Driver"] != "bridge" or not n["IPAM"]["Config"]:
+            continue
+        name = n["Options"].get("com.docker.network.bridge.name") or "br-" + n["Id"][:12]
+        cfg = n["IPAM"]["Config"][0]
+        subnet = cfg["Subnet"]
+        gateway = cfg.get("Gateway") or subnet.split("/")[0].rsplit(".", 1)[0] + ".1"
+        ns.run(["ip", "link", "add", name, "type", "bridge"])
+        ns.run(["ip", "addr", "add", f"{gateway}/{subnet.split('/')[1]}", "dev", name])
+        ns.run(["ip", "link", "set", name, "up"])
+
+
 @contextlib.contextmanager
 def dead_socket(path: Path) -> Iterator[str]:
     """A unix socket file at `path` nobody listens on: connecting gets ECONNREFUSED."""
