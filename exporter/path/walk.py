@@ -33,6 +33,8 @@ NONTERMINAL = {"", "LOG", "NFLOG", "ULOG", "CHECKSUM", "TRACE", "SET", "CLASSIFY
 NAT_DONE = {"SNAT", "MASQUERADE", "NETMAP"}
 TRANSLATED = ("DNAT", "REDIRECT", "NAT")
 MAX_DEPTH, MAX_BRANCHES = 64, 32
+# A chain that tests these sees a different packet for every binding: its walk is not kept.
+PER_BINDING = frozenset({"dst", "dport", "orig_dst", "orig_dport"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +243,7 @@ class Walker:
             if self.stale is None or self.stale[0] is not p:  # _path hands one packet on
                 self.stale = (p, narrow(p, self.only))
             p = self.stale[1]
-        o = self._hook(rulesets, 0, table, chain, p, Outcome("ACCEPT"))
+        o = self._hook(rulesets, 0, table, chain, p, Outcome("ACCEPT", out=p))
         if o.verdict == "SPLIT":
             going = [(s, po) for s, po in o.parts if po.verdict not in STOPS]
             if len(going) > 1:
@@ -398,7 +400,7 @@ class Walker:
         one on every field the chain looks at and on what rules may have changed (marks,
         conntrack state: what `carry` takes from the outcome). See path.relevance."""
         fields = chain_fields(irs, table, name)
-        if fields is None:
+        if fields is None or PER_BINDING.intersection(fields):  # no other packet is the same
             return self.run(irs, table, sub.candidates(p), 0, p, depth)
         key = (id(irs), table, name, mangled(p), p.untracked_by, *[getattr(p, f) for f in fields])
         o = self.env.memo.get(key)
