@@ -25,6 +25,7 @@ from exporter.rules.nftjson import (
     table_families,
     unreadable,
 )
+from exporter.sources.nftnl import list_tables
 from exporter.sources.run import run, which
 
 FAMILIES = ("ipv4", "ipv6")
@@ -38,8 +39,15 @@ class NativeRead:
     warnings: tuple[str, ...] = ()  # tables that failed (their hooks judge `unknown`)
 
 
-def read_native(timeout: float = 10.0, iptables_nft: frozenset[str] = frozenset()) -> NativeRead:
-    """`iptables_nft`: families whose iptables-nft tables `iptables-nft-save` read."""
+def read_native(
+    timeout: float = 10.0, iptables_nft: frozenset[str] = frozenset(), tables=list_tables
+) -> NativeRead:
+    """`iptables_nft`: families whose iptables-nft tables `iptables-nft-save` read. `tables()`:
+    every table's (family, name), None when unknown (sources.nftnl.list_tables); when each is
+    one of those iptables-nft-save read, there is nothing else to read and nft is not run."""
+    listed = tables(timeout)
+    if listed is not None and all(_read_by_iptables(t, iptables_nft) for t in listed):
+        return NativeRead({}, "", ())
     if which("nft") is None:
         return NativeRead({}, "nft not found on PATH: native nftables tables not read", ())
     r = run(["nft", "-j", "list", "chains"], timeout)
@@ -63,6 +71,12 @@ def read_native(timeout: float = 10.0, iptables_nft: frozenset[str] = frozenset(
             out[family] += rulesets
     rulesets = {f: tuple(v) for f, v in out.items()}
     return NativeRead(rulesets, "", tuple(read), tuple(warnings))
+
+
+def _read_by_iptables(table: tuple[str, str], iptables_nft: frozenset[str]) -> bool:
+    family, name = table
+    fams = table_families(family)
+    return name in IPTABLES_TABLES and len(fams) == 1 and fams[0] in iptables_nft
 
 
 def tables_to_read(bases: list[BaseChain], iptables_nft: frozenset[str]) -> list[tuple[str, str]]:

@@ -19,13 +19,11 @@ from typing import Protocol
 
 from exporter.rules.nftevents import EVERYTHING, Change, parse_messages, parse_monitor_line
 from exporter.sources.docker_api import client
+from exporter.sources.nftnl import subscribe
 from exporter.sources.nftwatch import SETTLE
 from exporter.sources.run import which
 
 log = logging.getLogger("docker_nat_exporter")
-NETLINK_NETFILTER, NFNLGRP_NFTABLES = 12, 7
-SOL_NETLINK, NETLINK_ADD_MEMBERSHIP = 270, 1
-SO_RCVBUFFORCE, RCVBUF = 33, 4 << 20  # a burst (iptables-restore of 50,000 rules) fits
 BACKOFF = (0.5, 1, 2, 5, 10, 30)
 EVENT_FILTERS = {"type": ["container", "network", "daemon"]}
 RELEVANT = {
@@ -106,19 +104,7 @@ class NftEvents:
 
     @staticmethod
     def open() -> socket.socket:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        try:
-            for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):  # FORCE needs CAP_NET_ADMIN
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, opt, RCVBUF)
-                    break
-            sock.bind((0, 0))
-            sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NFNLGRP_NFTABLES)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        return subscribe()
 
     async def run(self) -> None:
         loop, failures = asyncio.get_running_loop(), 0

@@ -101,9 +101,15 @@ def nft_in(tmp_path, monkeypatch):
     return use
 
 
+def unlisted(timeout: float):
+    """The tables are not listed over netlink: that would ask this process's namespace, not
+    the one the `nft` wrapper runs in."""
+    return None
+
+
 def read(ns: Netns, nft_in, owned: frozenset[str] = frozenset()) -> NativeRead:
     nft_in(ns)
-    return read_native(10.0, owned)
+    return read_native(10.0, owned, unlisted)
 
 
 def judge(fixture: str, native: NativeRead) -> Snapshot:
@@ -174,7 +180,7 @@ def test_a_table_that_cannot_be_listed_makes_its_hooks_unknown(host, nft_in):
         f'exec ip netns exec {host.name} {NFT} "$@"\n'
     )
     nft_in(host, slow)
-    got = read_native(1.0, frozenset())
+    got = read_native(1.0, frozenset(), unlisted)
     assert got.error == ""
     assert got.warnings == ("nft table inet filter: nft did not finish within 1s",)
     snap = judge("proxy", got)
@@ -185,7 +191,7 @@ def test_a_table_that_cannot_be_listed_makes_its_hooks_unknown(host, nft_in):
 
 def test_nft_failing_is_reported_not_raised(host, nft_in):
     nft_in(host, 'echo "Error: Could not process rule: Operation not permitted" >&2; exit 1\n')
-    got = read_native(5.0)
+    got = read_native(5.0, frozenset(), unlisted)
     assert got.rulesets == {} and "Operation not permitted" in got.error
     snap = judge("proxy", got)
     assert {p.verdict.state for p in snap.ports} == {"unknown"}
@@ -194,7 +200,7 @@ def test_nft_failing_is_reported_not_raised(host, nft_in):
 
 def test_nft_printing_garbage_is_reported_not_raised(host, nft_in):
     nft_in(host, "echo 'table ip x {'\n")
-    got = read_native(5.0)
+    got = read_native(5.0, frozenset(), unlisted)
     assert got.error.startswith("nft -j list chains: not JSON")
 
 
