@@ -20,11 +20,11 @@ from exporter.path.evidence import (
     missing,
     with_missing,
 )
+from exporter.path.index import IndexedRuleset
 from exporter.path.probes import Probes, client_spaces, network_env
 from exporter.path.route import Routing
 from exporter.path.stale import StaleRule, stale_rules
 from exporter.path.verdict import Verdict, judge
-from exporter.path.walk import IndexedRuleset
 from exporter.rules.family import FamilyRules
 
 

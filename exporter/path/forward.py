@@ -8,10 +8,11 @@ from dataclasses import replace
 
 from exporter.docker.model import DESIGN_ROUTED, Binding
 from exporter.path.matching import Packet
+from exporter.path.outcome import Fork
 from exporter.path.owner import HOST
 from exporter.path.route import Routing, forwarding_off, towards
 from exporter.path.steps import MSS, Verdict, rule_desc, stopped, through
-from exporter.path.walk import Fork, Walker
+from exporter.path.walk import Walker
 
 
 def forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat, forwarding) -> Verdict:

@@ -35,7 +35,7 @@ class Hop:
     reaches: bool | None  # the packet goes out on the bridge; None: cannot be told
     code: str = ""  # path.codes when it does not
     why: str = ""
-    parts: tuple[Sources, ...] = ()  # the decision differs between these sources (walk.Fork)
+    parts: tuple[Sources, ...] = ()  # the decision differs between these sources (outcome.Fork)
 
 
 def forwarding_off(r: Routing, family: str, iif: str | None) -> str | None:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from exporter.path.classes import SourceClass
 from exporter.path.codes import policy_drop
 from exporter.path.matching import Packet
-from exporter.path.walk import Outcome, Settled, Walker
+from exporter.path.outcome import Outcome, Settled
+from exporter.path.walk import Walker
 
 # The MSS option of a client's SYN on an Ethernet path (MTU 1500 less the IP and TCP headers).
 MSS = {"ipv4": 1460, "ipv6": 1440}

@@ -18,12 +18,14 @@ from exporter.docker.model import (
 )
 from exporter.path.classes import REACH, SEVERITY, SourceClass, exposure_of, summarise
 from exporter.path.forward import forward
+from exporter.path.index import IndexedRuleset
 from exporter.path.matching import LOCAL, REMOTE, Env, Packet
+from exporter.path.outcome import Fork
 from exporter.path.owner import DOCKER, HOST
 from exporter.path.route import Routing
 from exporter.path.sources import Sources, client_space, describe
 from exporter.path.steps import MSS, Probe, Verdict, rule_desc, settled, stopped, through
-from exporter.path.walk import Fork, IndexedRuleset, Walker
+from exporter.path.walk import Walker
 
 STATES = ("ok", "proxied", "masqueraded", "misrouted", "dropped", "unreachable", "unknown")
 MAX_CLASSES = 1024  # source classes walked per binding and host address (a bound, not a goal)
@@ -79,7 +81,7 @@ def _space(client: str | Sources, family: str) -> Sources:
 
 def _classified(b: Binding, pr: Probe, space: Sources, ctx) -> Verdict:
     """Walk the path once per class of sources the rules on it tell apart: a walk that meets a
-    hook whose outcome differs inside its class is repeated for each part (walk.Fork)."""
+    hook whose outcome differs inside its class is repeated for each part (outcome.Fork)."""
     daemon, rulesets, env, owners, forwarding, _ = ctx
     todo, done = [space], []
     while todo:

@@ -1,16 +1,15 @@
 """Walk a packet through one hook (raw/nat/filter built-in chain) of every backend's table.
 
-Chains are indexed by exact destination address and by (protocol, destination port), so a
-lookup visits the few rules that can concern the packet instead of scanning tens of thousands.
+Chains are indexed (path.index), outcomes combine per part of the client class (path.outcome).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from exporter.path.index import IndexedChain, IndexedRuleset
 from exporter.path.mangle import MUTATING, before_conntrack, carry, mangle, mangled, merge
 from exporter.path.matching import (
-    LOCAL,
     MAYBE,
     NO,
     SPLIT,
@@ -20,12 +19,12 @@ from exporter.path.matching import (
     narrow,
     rule_match,
 )
+from exporter.path.outcome import STOPS, Fork, Outcome, Settled, combine
 from exporter.path.owner import policy_owner, rule_owner
 from exporter.path.relevance import chain_fields
 from exporter.path.sources import Sources
-from exporter.rules.lazysave import derived
-from exporter.rules.model import Rule, Ruleset
-from exporter.rules.normalize import norm_addr, norm_proto, split_endpoint
+from exporter.rules.model import Rule
+from exporter.rules.normalize import split_endpoint
 
 NONTERMINAL = {"", "LOG", "NFLOG", "ULOG", "CHECKSUM", "TRACE", "SET", "CLASSIFY", "DSCP",
                "TOS", "TTL", "HL", "AUDIT", "CONNSECMARK", "SECMARK", "IDLETIMER", "LED",
@@ -35,189 +34,6 @@ TRANSLATED = ("DNAT", "REDIRECT", "NAT")
 MAX_DEPTH, MAX_BRANCHES = 64, 32
 # A chain that tests these sees a different packet for every binding: its walk is not kept.
 PER_BINDING = frozenset({"dst", "dport", "orig_dst", "orig_dport"})
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    verdict: str  # ACCEPT DROP REJECT RETURN DNAT REDIRECT NAT UNKNOWN, or SPLIT (see parts)
-    rule: Rule | None = None
-    to: tuple[str, int | None] | None = None
-    why: str = ""
-    # SPLIT: the outcome for each part of the packet's client class, ((Sources, Outcome), ...)
-    parts: tuple = ()
-    owner: str = ""  # who set a deciding chain policy (path.owner), "" when a rule decides
-    out: Packet | None = None  # the packet as it leaves (its marks, its conntrack state)
-
-    def same(self, other: Outcome) -> bool:
-        return self.verdict == other.verdict and self.to == other.to and self.parts == other.parts
-
-
-class Fork(Exception):
-    """A hook's outcome differs between parts of the client class: judge walks each part."""
-
-    def __init__(self, parts: tuple[Sources, ...]) -> None:
-        super().__init__(f"{len(parts)} source classes")
-        self.parts = parts
-
-
-STOPS = ("DROP", "REJECT", "UNKNOWN")
-
-
-def combine(parts) -> Outcome:
-    """One outcome from per-part outcomes: nested splits flattened, parts that continue the
-    same way (and with the same marks) merged, so the walk after them runs once, and so are
-    parts dropped by rules of one chain (a blocklist of 50 prefixes is one class; its reason
-    names the rule that drops the most addresses)."""
-    merged: dict[tuple, list] = {}  # key → [sources, outcome, its part's size, rules]
-    for s, o in parts:
-        for ps, po in o.parts if o.verdict == "SPLIT" else ((s, o),):
-            key, size = _merge_key(po), ps.size()
-            m = merged.get(key)
-            if m is None:
-                merged[key] = [ps, po, size, {id(po.rule)}]
-                continue
-            m[0] = m[0] | ps
-            m[3].add(id(po.rule))
-            if size > m[2]:
-                m[1], m[2] = po, size
-    out = []
-    for ps, po, _, rules in merged.values():
-        if len(rules) > 1 and po.verdict in ("DROP", "REJECT"):
-            more, r = len(rules) - 1, po.rule
-            po = replace(po, why=f"and {more} more rule{'s' * (more > 1)} of {r.table}/{r.chain}")
-        out.append((ps, po))
-    return out[0][1] if len(out) == 1 else Outcome("SPLIT", parts=tuple(out))
-
-
-def _merge_key(o: Outcome) -> tuple:
-    if o.verdict in ("DROP", "REJECT"):
-        r = o.rule
-        return ("DROP", r.backend, r.table, r.chain) if r else ("DROP", o.why)
-    if o.verdict == "UNKNOWN":
-        return ("UNKNOWN", o.rule, o.why)
-    return (o.verdict, o.to, mangled(o.out))
-
-
-class IndexedChain:
-    """A chain's rules bucketed by one exact, non-negated condition each: destination address,
-    (protocol, destination port), output or input interface. `candidates` returns, in order,
-    the rules that can match a packet: the unbucketed ones and those of its buckets."""
-
-    __slots__ = ("by_dst", "by_iif", "by_oif", "by_port", "generic", "memo", "rules")
-
-    def __init__(self, rules: tuple[Rule, ...]) -> None:
-        self.rules = rules
-        self.generic: list[int] = []
-        self.by_dst: dict[str, list[int]] = {}
-        self.by_port: dict[tuple[str, int], list[int]] = {}
-        self.by_oif: dict[str, list[int]] = {}
-        self.by_iif: dict[str, list[int]] = {}
-        self.memo: dict[tuple, tuple[Rule, ...]] = {}  # candidates per packet key
-        buckets = {"dst": self.by_dst, "port": self.by_port, "oif": self.by_oif, "iif": self.by_iif}
-        for i, r in enumerate(rules):
-            kind, key = _index_key(r)
-            if kind is None:
-                self.generic.append(i)
-            else:
-                buckets[kind].setdefault(key, []).append(i)
-
-    def candidates(self, p: Packet) -> tuple[Rule, ...]:
-        key = (p.dst, p.proto, p.dport, p.oif, p.iif)  # all that the buckets look at
-        hit = self.memo.get(key)
-        if hit is None:
-            if len(self.memo) >= 16384:  # an index lives as long as its chain is unchanged
-                self.memo.clear()
-            hit = self.memo[key] = self._candidates(p)
-        return hit
-
-    def _candidates(self, p: Packet) -> tuple[Rule, ...]:
-        extra: list[int] = []
-        if type(p.dst) is Sources:  # a reply to a class of clients: those inside it
-            extra.extend(i for k, v in self.by_dst.items() if p.dst.contains(k) for i in v)
-        else:
-            _pick(extra, self.by_dst, None if p.dst == LOCAL else p.dst)  # LOCAL: any of them
-        if p.dport is None:
-            extra.extend(i for k, v in self.by_port.items() if k[0] == p.proto for i in v)
-        else:
-            extra.extend(self.by_port.get((p.proto, p.dport), ()))
-        _pick(extra, self.by_oif, p.oif)
-        _pick(extra, self.by_iif, p.iif)
-        hits = sorted([*self.generic, *extra]) if extra else self.generic
-        return tuple(self.rules[i] for i in hits)
-
-
-def _pick(extra: list[int], bucket: dict, value) -> None:
-    """The bucket's rules for `value`; all of them when the value is unknown (None)."""
-    if not bucket:
-        return
-    if value is None:
-        extra.extend(i for v in bucket.values() for i in v)
-    else:
-        extra.extend(bucket.get(value, ()))
-
-
-def _index_key(r: Rule):
-    proto = port = dst = oif = iif = None
-    for c in r.conds:
-        if c.negated:
-            continue
-        o = c.option
-        if o == "-p":
-            proto = norm_proto(c.values[0])
-        elif o == "-d":
-            a = norm_addr(c.values[0])
-            if a.endswith("/32") or a.endswith("/128"):
-                dst = a.rsplit("/", 1)[0]
-        elif o in ("--dport", "--destination-port") and c.values and c.values[0].isdigit():
-            port = int(c.values[0])
-        elif o == "-o" and not c.values[0].endswith("+"):
-            oif = c.values[0]
-        elif o == "-i" and not c.values[0].endswith("+"):
-            iif = c.values[0]
-    if dst is not None:
-        return "dst", dst
-    if proto and port is not None:
-        return "port", (proto, port)
-    if oif is not None:
-        return "oif", oif
-    return ("iif", iif) if iif is not None else (None, None)
-
-
-class IndexedRuleset:
-    """A Ruleset with lazily built chain indexes; one per backend and family per snapshot."""
-
-    def __init__(self, rs: Ruleset) -> None:
-        self.rs = rs
-        self._idx: dict[tuple[str, str], IndexedChain] = {}
-        # A table-level error makes that table unreadable; one outside any table (key "") may
-        # have cost any table its lines, so it makes every table unreadable.
-        self.unreadable = {e.table: str(e) for e in rs.errors if not e.chain}
-        self.fields: dict[tuple[str, str], tuple[str, ...] | None] = {}  # path.relevance
-
-    def chain(self, table: str, name: str) -> IndexedChain | None:
-        key = (table, name)
-        idx = self._idx.get(key)
-        if idx is None:
-            t = self.rs.tables.get(table)
-            if t is None:
-                return None
-            # kept with the chain while its text is unchanged (lazysave), else built here
-            idx = derived(t.chains, name, "index", lambda ch: IndexedChain(ch.rules))
-            if idx is None:
-                return None
-            self._idx[key] = idx
-        return idx
-
-
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """Part of the client class stopped at a hook while the rest walked on."""
-
-    sources: Sources
-    outcome: Outcome
-    table: str
-    chain: str
-    reply: bool
 
 
 class Walker:

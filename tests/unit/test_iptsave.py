@@ -15,7 +15,7 @@ from support.corefix import (
     web_verdict,
 )
 
-from exporter.path.walk import IndexedRuleset
+from exporter.path.index import IndexedRuleset
 from exporter.rules.iptsave import parse_rule_tokens, parse_save, save_backend, split_words
 from exporter.rules.model import Cond
 

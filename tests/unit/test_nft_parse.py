@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from support.corefix import raw
 
+from exporter.path.index import IndexedRuleset
 from exporter.path.matching import LOCAL, MAYBE, NO, REMOTE, YES, Env, Packet, rule_match
 from exporter.path.setmembers import nft_addresses
-from exporter.path.walk import IndexedRuleset, Walker
+from exporter.path.walk import Walker
 from exporter.readings import Readings
 from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import parse_save
