@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 # How Docker intends a remote client's connection to a binding to be delivered.
@@ -120,6 +121,7 @@ def parse_version(version: str) -> tuple[int, int, int]:
     return parts[0], parts[1], parts[2]
 
 
+@functools.lru_cache(maxsize=64)  # asked per binding by every analysis; one or two daemons
 def engine_generation(version: str, firewall_backend: str = "") -> str:
     """The rule layout Docker writes: g27 (20.10 and 23–27), g28.0, g28, g29, or nftables."""
     if firewall_backend.startswith("nftables"):
