@@ -139,3 +139,20 @@ def test_a_debian_style_forward_drop_policy_with_interval_sets():
         )
     )
     assert v.state == "unknown"  # a set the table does not hold: not guessed
+
+
+def test_nft_anonymous_sets_split_the_classes_too():
+    anon = NFT.replace(
+        '"right": "@allowed4"',
+        '"right": {"set": [{"prefix": {"addr": "192.0.2.128", "len": 25}}, "198.51.100.7"]}',
+    )
+    native = order_rulesets(parse(anon)["ipv4"])
+    fr = FamilyRules(
+        "ipv4", order_rulesets((parse_save(BASE_G27, "ipv4", "nf_tables"), *native)), nft_error=""
+    )
+    v = web_verdict(fr)
+    assert (v.state, v.exposure, v.allowed) == (
+        "ok",
+        "restricted",
+        "192.0.2.128/25, 198.51.100.7/32",
+    )
