@@ -65,6 +65,19 @@ def docker_json(bindings: int) -> dict:
             "version": _fixture("version")}  # fmt: skip
 
 
+def bridges(doc: dict) -> list[tuple[str, str]]:
+    """(bridge, gateway address/prefix) of `doc`'s bridge networks: what dockerd would have
+    made (the exporter judges routes: a container address must route out on its bridge)."""
+    out = []
+    for n in doc["networks"]:
+        if n["Driver"] == "bridge" and n["IPAM"]["Config"]:
+            subnet = n["IPAM"]["Config"][0]["Subnet"]
+            net, prefix = subnet.split("/")
+            gateway = n["IPAM"]["Config"][0].get("Gateway") or net.rsplit(".", 1)[0] + ".1"
+            out.append((_bridge(n), f"{gateway}/{prefix}"))
+    return out
+
+
 def _bridge(net: dict) -> str:
     return net["Options"].get("com.docker.network.bridge.name") or "br-" + net["Id"][:12]
 

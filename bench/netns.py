@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from bench.gen import HOST_ADDR
+from bench.gen import bridges as gen_bridges
 
 NETNS_DIR = "/run/netns"
 
@@ -58,6 +59,13 @@ class Netns:
 
     def load(self, text: str, backend: str = "nft") -> None:
         self.run([f"iptables-{backend}-restore"], stdin=text)
+
+    def bridges(self, doc: dict) -> None:
+        """The bridges of `doc`'s networks, up, with their gateway addresses (and so routes)."""
+        for bridge, addr in gen_bridges(doc):
+            self.run(["ip", "link", "add", bridge, "type", "bridge"])
+            self.run(["ip", "addr", "add", addr, "dev", bridge])
+            self.run(["ip", "link", "set", bridge, "up"])
 
     def close(self) -> None:
         sh(["ip", "netns", "del", self.name], check=False, timeout=60)

@@ -138,6 +138,7 @@ def fake_size(a, size: tuple[int, int], i: int, full: bool) -> dict:
     doc = gen.docker_json(m)
     with fake_docker(doc) as host, Netns(f"f{i}") as ns:
         ns.load(gen.ruleset_text(doc, n))
+        ns.bridges(doc)
         out = {"rules": n, "bindings": m, "docker": "fake"}
         out["worker"] = in_ns(a, ns.name, "bench.worker", "--docker-host", host,
                               "--repeat", str(a.repeat))  # fmt: skip
@@ -183,6 +184,7 @@ def legacy(a, size: tuple[int, int]) -> dict:
     doc = gen.docker_json(m)
     with fake_docker(doc) as host, Netns("leg") as ns:
         ns.load(gen.ruleset_text(doc, n), "legacy")
+        ns.bridges(doc)
         out = {"rules": n, "bindings": m}
         out["worker"] = in_ns(a, ns.name, "bench.worker", "--docker-host", host, "--backend",
                               "legacy", "--repeat", str(a.repeat))  # fmt: skip
