@@ -181,6 +181,9 @@ def _binding(c: Container, port: dict, gws: dict, daemon: Daemon, what: str) -> 
     family = "ipv6" if ":" in host_ip else "ipv4"
     net_name, ep, net = gws.get(family) or ("", {}, None)
     cip = str(ep.get("GlobalIPv6Address" if family == "ipv6" else "IPAddress") or "")
+    _check_address(host_ip, f"{what}: port entry's IP")
+    if cip:
+        _check_address(cip, f"{what}: endpoint {net_name!r} address")
     design, code, why = binding_design(daemon, net, family, host_ip, cip, proto)
     return Binding(
         container=c.name,
@@ -198,6 +201,14 @@ def _binding(c: Container, port: dict, gws: dict, daemon: Daemon, what: str) -> 
         why=why,
         design_code=code,
     )
+
+
+def _check_address(value: str, what: str) -> None:
+    """Addresses go into rule texts: anything but a plain IP address is nonsense from Docker."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise DecodeError(f"{what} {value[:60]!r} is not an IP address") from None
 
 
 def binding_design(daemon: Daemon, net: Network | None, family: str, host_ip: str, cip: str, proto):

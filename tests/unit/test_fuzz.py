@@ -255,6 +255,8 @@ def test_arbitrary_json_gives_a_decode_error_or_a_state(c, n, i, v) -> None:
         ("port", 70000, "out of range"),
         ("subnet", "nope", "not an IP network"),
         ("bridge", 'a b\n"c', "not an interface name"),
+        ("host_ip", 'a b\n"c', "not an IP address"),
+        ("container_ip", "10.0.0.1 -j DROP", "not an IP address"),
     ],
 )
 def test_values_the_analysis_cannot_use_are_decode_errors(where, value, says) -> None:
@@ -264,6 +266,10 @@ def test_values_the_analysis_cannot_use_are_decode_errors(where, value, says) ->
         web["Ports"][0]["PublicPort"] = value
     elif where == "subnet":
         raw.networks[0]["IPAM"]["Config"] = [{"Subnet": value}]
+    elif where == "host_ip":
+        web["Ports"][0]["IP"] = value
+    elif where == "container_ip":
+        web["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] = value
     else:
         net = next(n for n in raw.networks if n["Name"] == "bridge")
         net.setdefault("Options", {})["com.docker.network.bridge.name"] = value
