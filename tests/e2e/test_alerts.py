@@ -493,13 +493,21 @@ def test_alertmanager_inhibits_port_alerts_of_the_same_host(alertmanager):
         _alert("DockerNatIptablesKnownBad", "host-a:9700"),
     ]
     _api(alertmanager, "/api/v2/alerts", alerts)
-    got = {
-        (a["labels"]["alertname"], a["labels"]["instance"]): a["status"]["inhibitedBy"]
-        for a in _api(alertmanager, "/api/v2/alerts")
-    }
-    assert len(got) == len(alerts)
-    inhibited = {key for key, by in got.items() if by}
-    assert inhibited == {
+    want = {
         ("DockerNatPublishedPortBroken", "host-a:9700"),
         ("DockerNatPublishedPortProxied", "host-c:9700"),
     }
+    # Alertmanager marks inhibitions asynchronously after the POST: under load the first
+    # read can come before the marks, so read until they settle (bounded).
+    deadline = time.monotonic() + 15
+    while True:
+        got = {
+            (a["labels"]["alertname"], a["labels"]["instance"]): a["status"]["inhibitedBy"]
+            for a in _api(alertmanager, "/api/v2/alerts")
+        }
+        inhibited = {key for key, by in got.items() if by}
+        if (len(got) == len(alerts) and inhibited == want) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(got) == len(alerts)
+    assert inhibited == want
