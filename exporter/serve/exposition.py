@@ -54,9 +54,10 @@ class Exposition:
             return encoder(_Fixed(before))
         key = _key(encoder)
         eof, heads, written = self._learn(key, encoder, ports)
-        head = encoder(_Fixed(before)).decode().removesuffix(eof)
-        body = self._ports(key, encoder, ports, heads, written)
-        return (head + body + encoder(_Fixed(after)).decode()).encode()
+        pieces = [encoder(_Fixed(before)).removesuffix(eof.encode())]
+        self._ports(pieces, key, encoder, ports, heads, written)
+        pieces.append(encoder(_Fixed(after)))
+        return b"".join(pieces)  # the body's one copy: the kept lines are bytes already
 
     def _learn(self, key, encoder, ports) -> tuple[str, list[str], bool | None]:
         """(the encoder's "# EOF" trailer or "", the four families' HELP/TYPE lines, whether
@@ -66,16 +67,18 @@ class Exposition:
             eof = encoder(_Fixed([])).decode()  # "" for the text format, "# EOF\n" for OpenMetrics
             lines = encoder(_Fixed(port_families(()))).decode().removesuffix(eof)
             lines = lines.splitlines(keepends=True)
-            known = (eof, ["".join(lines[i : i + 2]) for i in (0, 2, 4, 6)], None)
+            heads = ["".join(lines[i : i + 2]).encode() for i in (0, 2, 4, 6)]
+            known = (eof, heads, None)
         if known[2] is None and ports:
             same = self.write(ports[0]) == self._encoded(encoder, known[0], ports[0])
             known = (known[0], known[1], same)
         self.known[key] = known
         return known
 
-    def _ports(self, key, encoder, ports, heads, written: bool) -> str:
+    def _ports(self, pieces: list, key, encoder, ports, heads, written: bool) -> None:
+        """Appends the four families' lines (bytes) to `pieces`."""
         old, kept = self.kept.get(key, {}), {}
-        families: list[list[str]] = [[h] for h in heads]
+        families: list[list[bytes]] = [[h] for h in heads]
         eof = self.known[key][0]
         for p in ports:
             v = p.verdict
@@ -83,12 +86,14 @@ class Exposition:
                   tuple((e.expected.kind, e.present) for e in p.rules))  # fmt: skip
             lines = old.get(pk) or kept.get(pk)
             if lines is None:
-                lines = self.write(p) if written else self._encoded(encoder, eof, p)
+                made = self.write(p) if written else self._encoded(encoder, eof, p)
+                lines = tuple(part.encode() for part in made)
             kept[pk] = lines
             for family, part in zip(families, lines, strict=True):
                 family.append(part)
         self.kept[key] = kept  # only the ports of this snapshot are kept
-        return "".join("".join(f) for f in families)
+        for family in families:
+            pieces += family
 
     @staticmethod
     def _encoded(encoder, eof: str, p) -> tuple[str, str, str, str]:
