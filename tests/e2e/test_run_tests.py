@@ -32,7 +32,11 @@ def place() -> Iterator[Path]:
         d.chmod(0o777)
         shutil.copy(ROOT / "run-tests", d / "run-tests")
         (d / "python").write_text(STUB)
-        for f in ("run-tests", "python"):
+        (d / "tools").mkdir()
+        (d / "tools" / "fetch-engines").write_text(
+            '#!/bin/sh\necho fetched > "$(dirname "$0")/../fetched"\n'
+        )
+        for f in ("run-tests", "python", "tools/fetch-engines"):
             (d / f).chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
         yield d
     finally:
@@ -76,6 +80,7 @@ def test_root_runs_everything(place):
     p = run(place, "-q", ci=True)
     assert p.returncode == 0, p.stderr
     assert calls(place) == ["-m pytest -rs -q"]  # pyproject's testpaths: every tier
+    assert (place / "fetched").exists()  # the lab engines are fetched before the run
     assert "left out" not in p.stderr and "installing" not in p.stderr  # all there already
 
 

@@ -40,7 +40,6 @@ from support.netns import Netns, fresh_name, namespace
 from support.util import require_or_skip
 
 DEADLINE = 20.0
-BRIDGES = {"docker0": "172.17.0.1/16", "br-a0cfae98a515": "172.18.0.1/16"}  # the fixture's
 IPTABLES_V4 = (FIX / "d2010_iptables.txt").read_text()
 IPTABLES_V6 = (FIX / "d2010_ip6tables.txt").read_text()
 SAVE_NAMES = ("iptables-nft-save", "iptables-save", "ip6tables-nft-save", "ip6tables-save",
@@ -103,10 +102,6 @@ def netns() -> Iterator[Netns]:
     with namespace(fresh_name("dnerel")) as ns:
         ns.run(["iptables-nft-restore"], input=IPTABLES_V4)
         ns.run(["ip6tables-nft-restore"], input=IPTABLES_V6)
-        for bridge, addr in BRIDGES.items():  # up, with their routes: the verdicts judge them
-            ns.run(["ip", "link", "add", bridge, "type", "bridge"])
-            ns.run(["ip", "addr", "add", addr, "dev", bridge])
-            ns.run(["ip", "link", "set", bridge, "up"])
         ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
         docker_bridges(ns)
         yield ns
