@@ -13,8 +13,9 @@ import time
 import pytest
 import test_faults
 from support.exporterproc import Scrape, select, states
+from support.faultkit import docker_bridges
 from support.netns import fresh_name, namespace
-from test_faults import BRIDGES, DEADLINE, IPTABLES_V4, healthy, require_root_tools, start
+from test_faults import DEADLINE, IPTABLES_V4, healthy, require_root_tools, start
 
 pytestmark = pytest.mark.slow
 exporters, docker = test_faults.exporters, test_faults.docker
@@ -29,10 +30,7 @@ def netns():
     require_root_tools("iptables-nft-restore")
     with namespace(fresh_name("dnerlv")) as ns:
         ns.run(["iptables-nft-restore"], input=IPTABLES_V4)
-        for bridge, addr in BRIDGES.items():
-            ns.run(["ip", "link", "add", bridge, "type", "bridge"])
-            ns.run(["ip", "addr", "add", addr, "dev", bridge])
-            ns.run(["ip", "link", "set", bridge, "up"])
+        docker_bridges(ns)
         ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
         yield ns
 
