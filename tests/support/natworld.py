@@ -103,15 +103,19 @@ except OSError as e:
 
 READER = """
 import base64, pickle, sys
-from exporter.sources.iptables import read_family
+from dataclasses import replace
 from exporter.sources.hostnet import read_netstate
+from exporter.sources.ipset import read_ipsets
+from exporter.sources.iptables import read_family
 from exporter.sources.nft import read_native, with_native
 reads = {f: read_family(f, 30.0) for f in ("ipv4", "ipv6")}
 native = read_native(30.0, frozenset(f for f, r in reads.items() if "nf_tables" in r.texts))
-rules = {f: with_native(r.rules, native) for f, r in reads.items()}
+sets = read_ipsets(30.0)
+rules = {f: replace(with_native(r.rules, native), ipsets=sets.sets) for f, r in reads.items()}
 net = read_netstate(30.0)
-out = (rules, native.error, sum((r.warnings for r in reads.values()), ()) + net.errors, net)
-sys.stdout.write(base64.b64encode(pickle.dumps(out)).decode())
+warnings = sum((r.warnings for r in reads.values()), ()) + net.errors + sets.warnings
+warnings += (sets.error,) if sets.error else ()
+sys.stdout.write(base64.b64encode(pickle.dumps((rules, native.error, warnings, net))).decode())
 """
 
 
@@ -251,8 +255,8 @@ class NatWorld:
         return bool(names.strip())
 
     def read(self):
-        """({family: FamilyRules with native tables}, nft error, warnings, NetState) read with
-        the exporter's own sources in the host."""
+        """({family: FamilyRules with native tables and ipsets}, nft error, warnings, NetState)
+        read with the exporter's own sources in the host, composed as serve.refresh does."""
         out = self.host.run([sys.executable, "-c", READER], timeout=60).stdout
         return pickle.loads(base64.b64decode(out))
 
