@@ -16,8 +16,8 @@ from exporter.sources.saved import read_saved, save_state
 
 def run_check(ns, opts: RefreshOptions) -> int:
     files = (ns.iptables_save, ns.ip6tables_save, ns.nft_ruleset)
-    if ns.docker_state or any(files):
-        readings = read_saved(ns.docker_state, *files)
+    if ns.docker_state or any(files) or ns.ipset_save:
+        readings = read_saved(ns.docker_state, *files, ipsets=ns.ipset_save)
     else:
         readings = read_host(opts, RefreshState())
         if ns.save_docker_state:

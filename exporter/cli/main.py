@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--iptables-save", metavar="FILE", help="use saved iptables-save output")
     check.add_argument("--ip6tables-save", metavar="FILE", help="use saved ip6tables-save output")
     check.add_argument("--nft-ruleset", metavar="FILE", help="use saved `nft -j list ruleset`")
+    check.add_argument("--ipset-save", metavar="FILE", help="use saved `ipset save` output")
     check.add_argument("--save-docker-state", metavar="FILE", help="also save Docker's answers")
     alerts_parser(sub.add_parser("alerts", help="print the Prometheus alerting rules"))
     return p

@@ -55,4 +55,4 @@ def _create(name: str, kind: str, opts: list[str]) -> dict:
     family = "ipv6" if values.get("family") == "inet6" else "ipv4"
     mask = values.get("netmask", "")
     return {"kind": kind, "family": family, "members": [], "nomatch": [],
-            "netmask": int(mask) if mask.isdigit() else None}  # fmt: skip
+            "netmask": int(mask) if mask.isascii() and mask.isdigit() else None}  # fmt: skip
