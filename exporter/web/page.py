@@ -11,6 +11,7 @@ import time
 
 from exporter import __version__
 from exporter.cli.report import diagnostic_lines, fact_lines, summary_line
+from exporter.cli.table import sources
 from exporter.path.verdict import SEVERITY
 from exporter.project import doc_url
 
@@ -120,7 +121,7 @@ def _ports(s) -> list[str]:
 
 
 def _table(ports, runbook: bool) -> str:
-    head = ["state", "code", "container", "published", "target", "reason"] + (
+    head = ["state", "code", "owner", "container", "published", "target", "sources", "reason"] + (
         ["runbook"] if runbook else []
     )
     rows = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
@@ -130,9 +131,11 @@ def _table(ports, runbook: bool) -> str:
         cells = [
             state_link(v.state),
             f"<code>{e(v.code)}</code>",
+            e(v.owner or "-"),  # whose rule decided: docker, docker-user, host
             e(b.container),
             e(f"{b.host_ip_display}:{b.host_port}/{b.protocol}"),
             e(f"{cip}:{b.container_port}"),
+            e(sources(v)),  # public, restricted: the allowed prefixes, local, unknown
             rule_text(v.reason),
         ]
         if runbook:

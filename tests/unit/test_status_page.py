@@ -8,7 +8,7 @@ import pathlib
 import re
 from dataclasses import replace
 
-from support.servicefix import fixture_snapshot, incident_rules
+from support.servicefix import FIX, fixture_snapshot, incident_rules
 
 from exporter.path.codes import CODES
 from exporter.path.verdict import STATES
@@ -82,3 +82,54 @@ def test_page_reloads_itself():
     page = status_page(fixture_snapshot(), "/metrics", refresh=15)
     assert "<meta http-equiv='refresh' content='15'>" in page
     assert "<meta http-equiv='refresh' content='30'>" in status_page(None, "/metrics", 30)
+
+
+def allow_list_rules() -> str:
+    """Docker's documented allow-list (one remote prefix) and a rule that closes one port."""
+    return (
+        (FIX / "d2010_iptables.txt")
+        .read_text()
+        .replace(
+            "-A DOCKER-USER -j RETURN",
+            "-A DOCKER-USER -p tcp -m tcp --dport 8001 -j DROP\n"
+            "-A DOCKER-USER -i dne-h ! -s 198.51.100.0/24 -j DROP\n"
+            "-A DOCKER-USER -j RETURN",
+        )
+    )
+
+
+def port_rows(page: str) -> dict[str, list[str]]:
+    """Each port's cells as text, by `published → target`."""
+    head = re.findall(r"<th>([^<]*)</th>", page)
+    rows = {}
+    for row in re.findall(r"<tr class='port-[a-z]+'>(.*?)</tr>", page):
+        cells = dict(zip(head, re.findall(r"<td>(.*?)</td>", row), strict=False))
+        rows[f"{cells['published']} → {cells['target']}"] = cells
+    return rows
+
+
+def test_each_port_shows_its_exposure_allowed_sources_and_owner():
+    snap = fixture_snapshot(allow_list_rules())
+    rows = port_rows(status_page(snap, "/metrics"))
+    assert len(rows) == len(snap.ports)
+    for p in snap.ports:
+        b, v = p.binding, p.verdict
+        cip = f"[{b.container_ip}]" if ":" in b.container_ip else b.container_ip or "-"
+        cells = rows[f"{b.host_ip_display}:{b.host_port}/{b.protocol} → {cip}:{b.container_port}"]
+        want = f"restricted: {v.allowed}" if v.exposure == "restricted" else v.exposure
+        assert (cells["sources"], cells["owner"]) == (want, v.owner or "-")
+    got = {(c["sources"], c["owner"]) for c in rows.values()}
+    assert ("restricted: 198.51.100.0/24", "-") in got  # the allow-list: policy, not breakage
+    assert ("public", "-") in got  # IPv6: the allow-list is IPv4 only
+    assert ("local", "docker-user") in got  # the port DOCKER-USER closes
+
+
+def test_sources_and_owner_are_escaped():
+    snap = fixture_snapshot()
+    hostile = "<script>x</script> & 'q'"
+    p = replace(snap.ports[0], verdict=replace(
+        snap.ports[0].verdict, exposure="restricted", allowed=hostile, owner=hostile))  # fmt: skip
+    page = status_page(replace(snap, ports=(p,)), "/metrics")
+    assert "<script>" not in page
+    escaped = "&lt;script&gt;x&lt;/script&gt; &amp; &#x27;q&#x27;"
+    assert f"<td>restricted: {escaped}</td>" in page and f"<td>{escaped}</td>" in page
