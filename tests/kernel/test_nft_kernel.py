@@ -4,31 +4,27 @@ No Docker 29 can run here, so Docker's rules come from its documented listings
 (tests/fixtures/nft/*.nft). Each test loads them with `nft -f` into a throwaway network
 namespace, reads them back with the exporter's own source (sources.nft.read_native, running the
 real `nft` inside that namespace through a wrapper first on PATH), and judges the Docker state
-next to them (*.state.json). The differential test then sends real connections from a client
-namespace through those rules to a listener in a "container" namespace and checks the exporter
-said what the client got.
+next to them (*.state.json). The differential test loads them into the host of
+support.natworld (its bridge named and addressed as the fixtures' bridge1), reads them there as
+serve.refresh does, sends real connections from the client through them to c1 and checks the
+exporter said what the client got.
 
-Needs root, `ip` and `nft` (CI=true: fails instead of skipping). Every namespace is named
-dnn<pid>x<n><role> (tests/support/netns.py), removed even on failure, and leftovers of dead
-runs are reaped first.
+Needs root, `ip` and `nft`, and for the differential test both iptables backends (CI=true:
+fails instead of skipping). Every namespace is named dnn<pid>x<n><role> or dnw<pid>x<n><role>
+(tests/support/netns.py), removed even on failure, and leftovers of dead runs are reaped first.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import select
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.corefix import raw
+from support.natworld import CLIENT, CLIENT6, HOST, HOST6, Bridge, NatWorld, agrees, require_world
 from support.netns import Netns, fresh_name, namespace, reap_dead
 from support.util import require_or_skip
 
@@ -41,6 +37,7 @@ pytestmark = pytest.mark.kernel
 
 NFT_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "nft"
 FIXTURES = ("proxy", "noproxy", "loopback", "two_bridges", "foreign")
+FAMILIES = ("ipv4", "ipv6")
 NFT = shutil.which("nft") or "nft"  # the real one, resolved before any wrapper is on PATH
 
 
@@ -48,13 +45,6 @@ def _require() -> None:
     require_or_skip(os.geteuid() == 0, "needs root (network namespaces, nft)")
     for tool in ("ip", "nft"):
         require_or_skip(shutil.which(tool) is not None, f"{tool} not on PATH")
-
-
-def sh(*argv: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)}: rc={p.returncode} {p.stderr.strip()}")
-    return p
 
 
 def nft(ns: Netns, *args: str) -> None:
@@ -113,8 +103,11 @@ def read(ns: Netns, nft_in, owned: frozenset[str] = frozenset()) -> NativeRead:
 
 
 def judge(fixture: str, native: NativeRead) -> Snapshot:
+    return judge_rules(fixture, {f: with_native(FamilyRules(f, ()), native) for f in FAMILIES})
+
+
+def judge_rules(fixture: str, rules: dict[str, FamilyRules]) -> Snapshot:
     doc = json.loads((NFT_DIR / f"{fixture}.state.json").read_text())
-    rules = {f: with_native(FamilyRules(f, ()), native) for f in ("ipv4", "ipv6")}
     return assess(
         Readings(0.0, raw(doc), "", rules, tuple(tuple(a) for a in doc["host_addresses"]))
     )
@@ -362,147 +355,30 @@ def test_foreign_forward_chain_accepting_the_port_and_replies_is_ok(host, nft_in
 
 # --- differential: what a real client gets through the same rules ----------------------------
 
-SERVER = r"""
-import socket, sys, threading
-token, port = sys.argv[1].encode(), int(sys.argv[2])
-def serve(family, addr):
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    s.bind((addr, port))
-    s.listen(16)
-    while True:
-        c, _ = s.accept()
-        c.sendall(token)
-        c.close()
-threads = [threading.Thread(target=serve, args=a, daemon=True)
-           for a in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::"))]
-for t in threads:
-    t.start()
-print("ready", flush=True)
-for t in threads:
-    t.join()
-"""
-
-PROBE = r"""
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1.0)
-    print("data:" + s.recv(64).decode())
-except ConnectionRefusedError:
-    print("refused")
-except (socket.timeout, TimeoutError):
-    print("timeout")
-except OSError as e:
-    print(f"error:{e.strerror}")
-"""
-
-# What a client must see for each state (dropped: Docker's and these rules drop, not reject).
-SEEN = {"ok": "data:c1", "proxied": "data:proxy", "dropped": "timeout", "unreachable": "refused"}
-HOST_ADDR = {"ipv4": "203.0.113.1", "ipv6": "2001:db8:ff::1"}
+# c1 on bridge1 as in the fixtures; c2 where no rule sends anything
+BRIDGE1 = Bridge("bridge1", "192.0.2.1", 24, "192.0.2.2", "192.0.2.4")
 
 
-class World:
-    """host (the fixture's rules, eth0 203.0.113.1 / 2001:db8:ff::1, bridge1 192.0.2.1 /
-    2001:db8:b1::1), client (203.0.113.2 / 2001:db8:ff::2) and container c1 (192.0.2.2 /
-    2001:db8:b1::2, port 80), plus on demand a stand-in for docker-proxy on the host's 8080."""
-
-    def __init__(self, ident: str) -> None:
-        self.ident = ident
-        self.spaces = contextlib.ExitStack()
-        self.procs: list[subprocess.Popen] = []
-        self.proxy: subprocess.Popen | None = None
-
-    def setup(self) -> None:
-        self.host, self.client, self.c1 = (self._ns(role) for role in "hck")
-        h, c, k = self.host.name, self.client.name, self.c1.name
-        sh("ip", "-n", h, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", c)
-        sh("ip", "-n", h, "link", "add", "bridge1", "type", "bridge")
-        sh("ip", "-n", h, "link", "add", "vc1", "type", "veth", "peer", "name", "eth0", "netns", k)
-        sh("ip", "-n", h, "link", "set", "vc1", "master", "bridge1")
-        self._addr(h, "eth0", "203.0.113.1/24", "2001:db8:ff::1/64")
-        self._addr(h, "bridge1", "192.0.2.1/24", "2001:db8:b1::1/64")
-        sh("ip", "-n", h, "link", "set", "vc1", "up")
-        self._addr(c, "eth0", "203.0.113.2/24", "2001:db8:ff::2/64")
-        self._addr(k, "eth0", "192.0.2.2/24", "2001:db8:b1::2/64")
-        for ns, gw4, gw6 in (
-            (c, "203.0.113.1", "2001:db8:ff::1"),
-            (k, "192.0.2.1", "2001:db8:b1::1"),
-        ):
-            sh("ip", "-n", ns, "route", "add", "default", "via", gw4)
-            sh("ip", "-n", ns, "-6", "route", "add", "default", "via", gw6)
-        self.host.run(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
-        self.serve(self.c1, "c1", 80)
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        """Healthy rules, and both families through them, before any scenario is judged."""
-        self.reload("proxy")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if all(self.probe(f) == "data:c1" for f in ("ipv4", "ipv6")):
-                return
-            time.sleep(0.2)
-        raise AssertionError("the lab's network never carried a connection to c1")
-
-    def _ns(self, role: str) -> Netns:
-        return quick_addresses(self.spaces.enter_context(namespace(f"{self.ident}{role}")))
-
-    @staticmethod
-    def _addr(ns: str, dev: str, a4: str, a6: str) -> None:
-        sh("ip", "-n", ns, "addr", "add", a4, "dev", dev)
-        sh("ip", "-n", ns, "addr", "add", a6, "dev", dev, "nodad")
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-
-    def serve(self, ns: Netns, token: str, port: int) -> subprocess.Popen:
-        argv = ["ip", "netns", "exec", ns.name, sys.executable, "-c", SERVER, token, str(port)]
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        ready, _, _ = select.select([p.stdout], [], [], 10)
-        assert ready and p.stdout.readline().strip() == "ready", f"{token} listener did not start"
-        return p
-
-    def set_proxy(self, on: bool) -> None:
-        if on and self.proxy is None:
-            self.proxy = self.serve(self.host, "proxy", 8080)
-        elif not on and self.proxy is not None:
-            _stop(self.proxy)
-            self.proxy = None
-
-    def probe(self, family: str) -> str:
-        out = self.client.run([sys.executable, "-c", PROBE, HOST_ADDR[family], "8080"])
-        return out.stdout.strip()
-
-    def reload(self, fixture: str, *commands: tuple[str, ...]) -> None:
-        nft(self.host, "flush", "ruleset")
-        load(self.host, fixture)
-        for cmd in commands:
-            nft(self.host, *cmd)
-
-    def close(self) -> None:
-        for p in self.procs:
-            _stop(p)
-        self.spaces.close()
-
-
-def _stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.send_signal(signal.SIGKILL)
-    p.wait(timeout=10)
-    for f in (p.stdout, p.stderr):
-        if f and not f.closed:
-            f.close()
-
-
-@pytest.fixture
-def world(ident) -> Iterator[World]:
-    w = World(ident)
+@pytest.fixture(scope="module")
+def world() -> Iterator[NatWorld]:
+    require_world()
+    w = NatWorld(BRIDGE1)
     try:
-        w.setup()
-        yield w
+        yield w.setup()
     finally:
         w.close()
+
+
+def reload(world: NatWorld, fixture: str, *commands: tuple[str, ...]) -> None:
+    nft(world.host, "flush", "ruleset")
+    load(world.host, fixture)
+    for cmd in commands:
+        nft(world.host, *cmd)
+
+
+def gets(state: str, seen: str, client: str) -> bool:
+    """natworld.agrees, and stricter for unreachable: these rules leave nothing to drop it."""
+    return agrees(state, seen, client) and (state != "unreachable" or seen == "refused")
 
 
 FWD = ("add", "rule", "inet", "filter", "forward")
@@ -547,19 +423,20 @@ SCENARIOS = [
 
 
 @pytest.mark.slow
-def test_the_exporter_says_what_a_real_client_gets(world, nft_in):
-    """One topology, every scenario: load the rules, judge them, connect for real, compare."""
+def test_the_exporter_says_what_a_real_client_gets(world):
+    """One topology, every scenario: load the rules, read them as serve.refresh does, judge
+    them, connect for real, compare."""
     failures = []
     for n, (fixture, proxy, commands, want) in enumerate(SCENARIOS):
         world.set_proxy(proxy)
-        world.reload(fixture, *commands)
-        snap = judge(fixture, read(world.host, nft_in))
-        for family in ("ipv4", "ipv6"):
+        reload(world, fixture, *commands)
+        rules, nft_error, warnings, _ = world.read()
+        assert nft_error == "" and warnings == (), (n, nft_error, warnings)
+        snap = judge_rules(fixture, rules)
+        for family, addr, client in (("ipv4", HOST, CLIENT), ("ipv6", HOST6, CLIENT6)):
             state = ports(snap)[f"c1 {family} 8080"].verdict.state
-            seen = world.probe(family)
-            expected_seen = SEEN.get(state)
-            agrees = seen == expected_seen if expected_seen else seen != "data:c1"
-            if state != want[family] or not agrees:
+            seen = world.probe(addr)
+            if state != want[family] or not gets(state, seen, client):
                 failures.append(
                     f"#{n} {fixture} {commands} {family}: exporter {state} (want {want[family]}), client {seen}"
                 )

@@ -9,6 +9,7 @@ Each container answers on port 80 with its name and the peer address it sees (`c
 answers `proxy` on the host's port 8080. The host's rules are whatever a test loads
 (iptables-nft, iptables-legacy, nft) and the exporter reads them with its own readers inside
 the host's namespace. Namespaces are <prefix><pid>x<n><role>, removed by close().
+The containers' bridge is docker0 172.17.0.0/16 unless a test gives another (a Bridge).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 from support.netns import NetnsError, create, delete, fresh_name, reap_dead
 from support.util import require_or_skip
@@ -41,6 +43,21 @@ HOST6, CLIENT6, C1_6, C2_6, GATEWAY6 = (
     "2001:db8:b1::3",
     "2001:db8:b1::1",
 )
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """The containers' bridge: its name, the host's IPv4 address on it with the prefix length,
+    and c1's and c2's IPv4 addresses (IPv6 is always 2001:db8:b1::/64)."""
+
+    name: str
+    gateway: str
+    prefix: int
+    c1: str
+    c2: str
+
+
+DOCKER0 = Bridge("docker0", GATEWAY, 16, C1, C2)
 HOST_ADDRS = (("lo", "127.0.0.1"), ("eth0", HOST), ("eth0", HOST6), ("docker0", GATEWAY),
               ("docker0", GATEWAY6))  # fmt: skip
 RESTORE = {"nft": "iptables-nft-restore", "legacy": "iptables-legacy-restore"}
@@ -126,12 +143,12 @@ def require_world() -> None:
         require_or_skip(shutil.which(tool) is not None, f"{tool} not on PATH")
 
 
-def agrees(state: str, seen: str) -> bool:
-    """Whether what the client got is what `state` means."""
+def agrees(state: str, seen: str, client: str = CLIENT) -> bool:
+    """Whether what the client (connecting from `client`) got is what `state` means."""
     if state == "ok":
-        return seen == f"data:c1 from {CLIENT}"
+        return seen == f"data:c1 from {client}"
     if state == "masqueraded":
-        return seen.startswith("data:c1 from ") and seen != f"data:c1 from {CLIENT}"
+        return seen.startswith("data:c1 from ") and seen != f"data:c1 from {client}"
     if state == "proxied":
         return seen.startswith("data:proxy")
     if state == "misrouted":
@@ -142,7 +159,8 @@ def agrees(state: str, seen: str) -> bool:
 
 
 class NatWorld:
-    def __init__(self) -> None:
+    def __init__(self, bridge: Bridge = DOCKER0) -> None:
+        self.bridge = bridge
         reap_dead(PREFIX)
         self.ident = fresh_name(PREFIX)
         self.names: list[str] = []
@@ -153,23 +171,23 @@ class NatWorld:
 
     def setup(self) -> NatWorld:
         self.host, self.client, self.c1, self.c2 = (self._ns(r) for r in "hcab")
-        h = self.host.name
+        h, br = self.host.name, self.bridge
         self._sh("ip", "-n", h, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
                  "netns", self.client.name)  # fmt: skip
-        self._sh("ip", "-n", h, "link", "add", "docker0", "type", "bridge")
-        # a test sets docker0 down and up again: its IPv6 address must survive that
-        self.host.run(["sysctl", "-qw", "net.ipv6.conf.docker0.keep_addr_on_down=1"])
+        self._sh("ip", "-n", h, "link", "add", br.name, "type", "bridge")
+        # a test sets the bridge down and up again: its IPv6 address must survive that
+        self.host.run(["sysctl", "-qw", f"net.ipv6.conf.{br.name}.keep_addr_on_down=1"])
         self._addr(h, "eth0", f"{HOST}/24", f"{HOST6}/64")
-        self._addr(h, "docker0", f"{GATEWAY}/16", f"{GATEWAY6}/64")
+        self._addr(h, br.name, f"{br.gateway}/{br.prefix}", f"{GATEWAY6}/64")
         self._addr(self.client.name, "eth0", f"{CLIENT}/24", f"{CLIENT6}/64")
         self._routes(self.client.name, HOST, HOST6)
-        for ns, veth, ip, ip6 in ((self.c1, "v1", C1, C1_6), (self.c2, "v2", C2, C2_6)):
+        for ns, veth, ip, ip6 in ((self.c1, "v1", br.c1, C1_6), (self.c2, "v2", br.c2, C2_6)):
             self._sh("ip", "-n", h, "link", "add", veth, "type", "veth", "peer", "name", "eth0",
                      "netns", ns.name)  # fmt: skip
-            self._sh("ip", "-n", h, "link", "set", veth, "master", "docker0")
+            self._sh("ip", "-n", h, "link", "set", veth, "master", br.name)
             self._sh("ip", "-n", h, "link", "set", veth, "up")
-            self._addr(ns.name, "eth0", f"{ip}/16", f"{ip6}/64")
-            self._routes(ns.name, GATEWAY, GATEWAY6)
+            self._addr(ns.name, "eth0", f"{ip}/{br.prefix}", f"{ip6}/64")
+            self._routes(ns.name, br.gateway, GATEWAY6)
         self.host.run(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
                        "net.ipv6.conf.all.keep_addr_on_down=1"])  # fmt: skip
         self.serve(self.c1, "c1", 80)
@@ -201,7 +219,7 @@ class NatWorld:
         """Plain forwarding to c1 works before any rules are judged."""
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if all(self.probe(a, 80).startswith("data:c1") for a in (C1, C1_6)):
+            if all(self.probe(a, 80).startswith("data:c1") for a in (self.bridge.c1, C1_6)):
                 return
             time.sleep(0.2)
         raise AssertionError("the world never carried a connection to c1")
