@@ -6,12 +6,13 @@ import os
 import shutil
 import sys
 
-from exporter.cli.report import diagnostic_lines, exit_code, to_json
+from exporter.cli.report import exit_code, to_json
 from exporter.cli.table import render_table
 from exporter.serve.refresh import RefreshOptions, read_host
 from exporter.serve.snapshot import assess
 from exporter.serve.state import RefreshState
 from exporter.sources.saved import read_saved, save_state
+from exporter.summary import diagnostic_lines
 
 
 def run_check(ns, opts: RefreshOptions) -> int:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 import textwrap
 
-from exporter.cli.report import fact_lines, summary_line
 from exporter.path.verdict import SEVERITY
 from exporter.serve.snapshot import Snapshot
+from exporter.summary import fact_lines, sources, summary_line
 
 HEADER = ("STATE", "CONTAINER", "NETWORK", "PUBLISHED", "TARGET", "SOURCES", "REASON")
 MIN_REASON = 40
@@ -52,13 +52,6 @@ def _cells(p) -> tuple[str, ...]:
     target = f"{cip}:{b.container_port}"
     v = p.verdict
     return (v.state, b.container, b.network, published, target, sources(v), v.reason)
-
-
-def sources(v) -> str:
-    """Who can reach the port: `public`, `restricted: 192.0.2.0/24`, `local`, `unknown`."""
-    if v.exposure == "restricted":
-        return f"restricted: {v.allowed}"
-    return v.exposure or "-"
 
 
 def _rows(rows: list[tuple[str, ...]], width: int | None) -> list[str]:

@@ -24,7 +24,8 @@ from exporter.path.classes import EXPOSURES
 from exporter.path.verdict import SEVERITY, STATES
 from exporter.serve.collector_facts import fact_metrics
 from exporter.serve.labels import bound
-from exporter.serve.snapshot import Snapshot, backends_mixed
+from exporter.serve.snapshot import Snapshot
+from exporter.summary import backends_mixed
 
 PORT_LABELS = [
     "container",

@@ -126,8 +126,3 @@ def _backend_facts(rules: dict[str, FamilyRules]):
         if native is not None:
             counts.append(("nftables", family, native))
     return tuple(counts), tuple(holders)
-
-
-def backends_mixed(s: Snapshot) -> bool:
-    with_rules = {b for b, _, n in s.backend_rules if n > 0}
-    return {"nf_tables", "legacy"} <= with_rules

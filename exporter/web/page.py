@@ -10,10 +10,9 @@ import re
 import time
 
 from exporter import __version__
-from exporter.cli.report import diagnostic_lines, fact_lines, summary_line
-from exporter.cli.table import sources
 from exporter.path.verdict import SEVERITY
 from exporter.project import doc_url
+from exporter.summary import diagnostic_lines, fact_lines, sources, summary_line
 
 # The same hues as the Grafana dashboards' state mapping (dashboards/grafana.py STATE_COLORS).
 COLOURS = {

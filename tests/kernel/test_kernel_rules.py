@@ -33,7 +33,7 @@ from support.util import require_or_skip
 from exporter.rules.iptsave import parse_save
 from exporter.rules.model import Cond, Ruleset
 from exporter.rules.normalize import rule_key
-from exporter.serve.snapshot import backends_mixed
+from exporter.summary import backends_mixed
 
 pytestmark = pytest.mark.kernel
 

@@ -13,9 +13,9 @@ import pytest
 from support.corefix import d2010_doc
 from support.servicefix import fixture_snapshot, incident_rules
 
-from exporter.cli.report import summary_line
 from exporter.cli.table import render_table
 from exporter.serve.snapshot import SourceStatus
+from exporter.summary import summary_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIX = os.path.join(REPO, "tests", "fixtures")
