@@ -8,6 +8,7 @@ import sys
 
 from exporter.cli.report import exit_code, to_json
 from exporter.cli.table import render_table
+from exporter.serve.gcpause import gc_paused
 from exporter.serve.refresh import RefreshOptions, read_host
 from exporter.serve.snapshot import assess
 from exporter.serve.state import RefreshState
@@ -23,7 +24,8 @@ def run_check(ns, opts: RefreshOptions) -> int:
         readings = read_host(opts, RefreshState())
         if ns.save_docker_state:
             save_state(ns.save_docker_state, readings)
-    snap = assess(readings, dict(opts.clients) or None)
+    with gc_paused():
+        snap = assess(readings, dict(opts.clients) or None)
     if ns.json:  # errors and notes are in the document
         sys.stdout.write(to_json(snap))
         return exit_code(snap)

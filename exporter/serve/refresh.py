@@ -10,6 +10,7 @@ from exporter.readings import Readings
 from exporter.rules.lazysave import looked_at
 from exporter.rules.model import FAMILIES
 from exporter.rules.nftjson import is_native
+from exporter.serve.gcpause import gc_paused
 from exporter.serve.snapshot import Snapshot, assess
 from exporter.serve.state import RefreshState
 from exporter.sources.chains import reread
@@ -39,8 +40,12 @@ def take_snapshot(
     opts: RefreshOptions, state: RefreshState | None = None, clock=time.time
 ) -> Snapshot:
     """Read and assess. `state`: what earlier refreshes with the same state left to reuse
-    (None: a fresh one, nothing reused)."""
-    state = state if state is not None else RefreshState()
+    (None: a fresh one, nothing reused). The cyclic garbage collector waits (serve.gcpause)."""
+    with gc_paused():
+        return _take(opts, state if state is not None else RefreshState(), clock)
+
+
+def _take(opts: RefreshOptions, state: RefreshState, clock) -> Snapshot:
     readings, clients = read_host(opts, state, clock), dict(opts.clients) or None
     snap = assess(readings, clients, state.analyse)
     for _ in range(AGAIN):
