@@ -26,7 +26,7 @@ from support.corefix import (
     web_doc,
     with_table,
 )
-from support.natworld import CLIENT, HOST_ADDRS, NatWorld, agrees, require_world
+from support.natworld import CLIENT, HOST_ADDRS, NatWorld, agrees, running
 
 pytestmark = pytest.mark.kernel
 
@@ -35,12 +35,8 @@ BACKENDS = ("nft", "legacy")
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[NatWorld]:
-    require_world()
-    w = NatWorld()
-    try:
-        yield w.setup()
-    finally:
-        w.close()
+    with running() as w:
+        yield w
 
 
 def user(text: str, *rules: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from support.corefix import raw
-from support.natworld import CLIENT, CLIENT6, HOST, HOST6, Bridge, NatWorld, agrees, require_world
+from support.natworld import CLIENT, CLIENT6, HOST, HOST6, Bridge, NatWorld, agrees, running
 from support.netns import Netns, fresh_name, namespace, reap_dead
 from support.util import require_or_skip
 
@@ -259,20 +259,15 @@ def test_per_port_accept_removed_is_dropped_by_the_unpublished_port_drop(host, n
     )
 
 
+NO_JUMP = ("delete", "element", "ip", "docker-bridges", "filter-forward-in-jumps", '{ "bridge1" }')
+
+
 def test_vmap_element_removed_bypasses_the_bridge_chain_and_is_reported_missing(host, nft_in):
     # Without the element, the packet skips filter-forward-in__bridge1 (and its UNPUBLISHED
     # PORT DROP) and meets filter-FORWARD's policy accept: it gets through; the differential
     # test confirms the kernel agrees. The missing element shows as a missing jump.
     load(host, "proxy")
-    nft(
-        host,
-        "delete",
-        "element",
-        "ip",
-        "docker-bridges",
-        "filter-forward-in-jumps",
-        '{ "bridge1" }',
-    )
+    nft(host, *NO_JUMP)
     snap = judge("proxy", read(host, nft_in))
     assert v4(snap).state == "ok"
     assert "filter/FORWARD policy ACCEPT (nft:ip docker-bridges/filter-FORWARD)" in v4(snap).reason
@@ -292,6 +287,7 @@ def test_flush_ruleset_leaves_every_port_to_the_proxy_or_to_nobody(host, nft_in)
 
 
 FOREIGN_DROP = ("add", "table", "inet", "filter")
+FWD = ("add", "rule", "inet", "filter", "forward")
 FOREIGN_CHAIN = (
     "add",
     "chain",
@@ -316,38 +312,13 @@ def test_foreign_forward_chain_accepting_the_port_and_replies_is_ok(host, nft_in
     load(host, "proxy")
     nft(host, *FOREIGN_DROP)
     nft(host, *FOREIGN_CHAIN)
-    nft(
-        host,
-        "add",
-        "rule",
-        "inet",
-        "filter",
-        "forward",
-        "ip",
-        "daddr",
-        "192.0.2.2",
-        "tcp",
-        "dport",
-        "80",
-        "accept",
-    )
+    nft(host, *FWD, "ip", "daddr", "192.0.2.2", "tcp", "dport", "80", "accept")
     snap = judge("proxy", read(host, nft_in))
     assert v4(snap).state == "dropped"  # the container's replies meet the drop policy
     assert v4(snap).reason.startswith(
         "the replies are dropped by filter/FORWARD policy DROP (nft:inet filter/forward)"
     )
-    nft(
-        host,
-        "insert",
-        "rule",
-        "inet",
-        "filter",
-        "forward",
-        "ct",
-        "state",
-        "established,related",
-        "accept",
-    )
+    nft(host, "insert", *FWD[1:], "ct", "state", "established,related", "accept")
     snap = judge("proxy", read(host, nft_in))
     assert v4(snap).state == "ok"
     assert ports(snap)["c1 ipv6 8080"].verdict.state == "dropped", "the accept is IPv4 only"
@@ -361,12 +332,8 @@ BRIDGE1 = Bridge("bridge1", "192.0.2.1", 24, "192.0.2.2", "192.0.2.4")
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[NatWorld]:
-    require_world()
-    w = NatWorld(BRIDGE1)
-    try:
-        yield w.setup()
-    finally:
-        w.close()
+    with running(bridge=BRIDGE1) as w:
+        yield w
 
 
 def reload(world: NatWorld, fixture: str, *commands: tuple[str, ...]) -> None:
@@ -381,7 +348,6 @@ def gets(state: str, seen: str, client: str) -> bool:
     return agrees(state, seen, client) and (state != "unreachable" or seen == "refused")
 
 
-FWD = ("add", "rule", "inet", "filter", "forward")
 PRE = ("add", "table", "inet", "pre")
 
 
@@ -405,7 +371,7 @@ SCENARIOS = [
     ("proxy", True, [("flush", "ruleset")], {"ipv4": "proxied", "ipv6": "proxied"}),
     ("proxy", False, [("insert", "rule", "ip", "docker-bridges", "nat-prerouting-and-output", "tcp", "dport", "8080", "dnat", "to", "192.0.2.3:80")],
      {"ipv4": "misrouted", "ipv6": "ok"}),
-    ("proxy", False, [("delete", "element", "ip", "docker-bridges", "filter-forward-in-jumps", '{ "bridge1" }')], {"ipv4": "ok", "ipv6": "ok"}),
+    ("proxy", False, [NO_JUMP], {"ipv4": "ok", "ipv6": "ok"}),
     ("proxy", False, [("flush", "chain", "ip6", "docker-bridges", "filter-forward-in__bridge1"),
                       ("add", "rule", "ip6", "docker-bridges", "filter-forward-in__bridge1", "counter", "drop")],
      {"ipv4": "ok", "ipv6": "dropped"}),

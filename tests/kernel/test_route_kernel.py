@@ -40,7 +40,7 @@ from support.natworld import (
     HOST_ADDRS,
     NatWorld,
     agrees,
-    require_world,
+    running,
 )
 
 pytestmark = pytest.mark.kernel
@@ -89,12 +89,8 @@ SCENARIOS = [
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[NatWorld]:
-    require_world()
-    w = NatWorld()
-    try:
-        yield w.setup()
-    finally:
-        w.close()
+    with running() as w:
+        yield w
 
 
 def client_class(v):

@@ -14,7 +14,6 @@ Needs root, ip, nft, ipset and both iptables backends (CI=true: fails instead of
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +21,6 @@ from support.corefix import (
     BASE_G27,
     USER_RETURN,
     analyse_doc,
-    append_rules,
     container,
     endpoint,
     hints,
@@ -32,9 +30,10 @@ from support.corefix import (
     port,
     port_report,
     state_doc,
+    ufw_docker,
     version,
 )
-from support.natworld import C1_6, CLIENT, CLIENT6, HOST, HOST6, HOST_ADDRS, NatWorld, require_world
+from support.natworld import C1_6, CLIENT, CLIENT6, HOST, HOST6, HOST_ADDRS, NatWorld, running
 from support.util import require_or_skip
 
 pytestmark = pytest.mark.kernel
@@ -52,51 +51,13 @@ BASE6 = (
     .replace("--to-destination 172.17.0.2:80", "--to-destination [2001:db8:b1::2]:80")
 )
 
-PROBE = r"""
-import socket, sys
-addr, port, src = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-try:
-    s = socket.create_connection((addr, port), timeout=1.0, source_address=(src, 0))
-    print("data:" + s.recv(64).decode())
-except ConnectionRefusedError:
-    print("refused")
-except (socket.timeout, TimeoutError):
-    print("timeout")
-except OSError as e:
-    print(f"error:{e.strerror}")
-"""
-
 
 def user(text: str, *rules: str) -> str:
     return insert_before(text, USER_RETURN, *(f"-A DOCKER-USER {r}" for r in rules))
 
 
-# ufw-docker's /etc/ufw/after.rules (chaifeng/ufw-docker) and `ufw route allow proto tcp from
-# 203.0.113.10 to any port 80` (which ufw writes into ufw-user-forward)
-UFW_CHAINS = [
-    ":ufw-user-forward - [0:0]",
-    ":ufw-docker-logging-deny - [0:0]",
-    "-A ufw-docker-logging-deny -m limit --limit 3/min --limit-burst 10 -j LOG",
-    "-A ufw-docker-logging-deny -j DROP",
-]
-UFW_USER = [
-    "-j ufw-user-forward",
-    "-s 10.0.0.0/8 -j RETURN",
-    "-s 172.16.0.0/12 -j RETURN",
-    "-s 192.168.0.0/16 -j RETURN",
-    "-p udp -m udp --sport 53 --dport 1024:65535 -j RETURN",
-    "-d 192.168.0.0/16 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ufw-docker-logging-deny",
-    "-d 10.0.0.0/8 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ufw-docker-logging-deny",
-    "-d 172.16.0.0/12 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ufw-docker-logging-deny",
-    "-d 192.168.0.0/16 -p udp -m udp --dport 0:32767 -j ufw-docker-logging-deny",
-    "-d 10.0.0.0/8 -p udp -m udp --dport 0:32767 -j ufw-docker-logging-deny",
-    "-d 172.16.0.0/12 -p udp -m udp --dport 0:32767 -j ufw-docker-logging-deny",
-]
-UFW = user(
-    append_rules(BASE_G27, "filter", *UFW_CHAINS,
-                 f"-A ufw-user-forward -s {IN4}/32 -p tcp -m tcp --dport 80 -j ACCEPT"),
-    *UFW_USER,
-)  # fmt: skip
+# ufw-docker and `ufw route allow proto tcp from 203.0.113.10 to any port 80`
+UFW = ufw_docker(f"-s {IN4}/32 -p tcp -m tcp --dport 80 -j ACCEPT")
 # Debian's /etc/nftables.conf with forward switched to `policy drop`, translated connections
 # accepted from interval sets of clients only
 DEBIAN = f"""table inet filter {{
@@ -152,10 +113,7 @@ class SourceWorld(NatWorld):
         return self
 
     def probe_from(self, src: str, family: str) -> str:
-        addr = HOST6 if family == "ipv6" else HOST
-        return self.client.run(
-            [sys.executable, "-c", PROBE, addr, "8080", src], timeout=30
-        ).stdout.strip()
+        return self.probe(HOST6 if family == "ipv6" else HOST, src=src)
 
     def sets(self, text: str) -> None:
         self.host.run(["ipset", "-exist", "create", "allow", "hash:net", "family", "inet"])
@@ -166,13 +124,9 @@ class SourceWorld(NatWorld):
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[SourceWorld]:
-    require_world()
     require_or_skip(shutil.which("ipset") is not None, "ipset not on PATH")
-    w = SourceWorld()
-    try:
-        yield w.setup()
-    finally:
-        w.close()
+    with running(SourceWorld) as w:
+        yield w
 
 
 def web_doc6() -> dict:

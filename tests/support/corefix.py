@@ -498,6 +498,35 @@ ACCEPT_LINE = (
     "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
 )
 USER_RETURN = "-A DOCKER-USER -j RETURN"
+# ufw-docker's /etc/ufw/after.rules (chaifeng/ufw-docker), as iptables-save lists it
+UFW_DOCKER = [
+    ":ufw-user-forward - [0:0]",
+    ":ufw-docker-logging-deny - [0:0]",
+    "-A ufw-docker-logging-deny -m limit --limit 3/min --limit-burst 10 -j LOG",
+    "-A ufw-docker-logging-deny -j DROP",
+]
+UFW_USER = [
+    "-j ufw-user-forward",
+    "-s 10.0.0.0/8 -j RETURN",
+    "-s 172.16.0.0/12 -j RETURN",
+    "-s 192.168.0.0/16 -j RETURN",
+    "-p udp -m udp --sport 53 --dport 1024:65535 -j RETURN",
+    "-d 192.168.0.0/16 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ufw-docker-logging-deny",
+    "-d 10.0.0.0/8 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ufw-docker-logging-deny",
+    "-d 172.16.0.0/12 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ufw-docker-logging-deny",
+    "-d 192.168.0.0/16 -p udp -m udp --dport 0:32767 -j ufw-docker-logging-deny",
+    "-d 10.0.0.0/8 -p udp -m udp --dport 0:32767 -j ufw-docker-logging-deny",
+    "-d 172.16.0.0/12 -p udp -m udp --dport 0:32767 -j ufw-docker-logging-deny",
+]
+
+
+def ufw_docker(*allow: str) -> str:
+    """BASE_G27 behind ufw-docker, with `allow` as ufw's route rules (`ufw route allow ...`
+    writes them into ufw-user-forward)."""
+    text = append_rules(
+        BASE_G27, "filter", *UFW_DOCKER, *(f"-A ufw-user-forward {a}" for a in allow)
+    )
+    return insert_before(text, USER_RETURN, *(f"-A DOCKER-USER {r}" for r in UFW_USER))
 
 
 def web_doc(

@@ -40,9 +40,11 @@ from support.lab import (
     docker_ping,
     log_tail,
     mounts_under,
+    pid_alive,
     remove_cgroups,
     run,
     unmount_all,
+    wait_dead,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -294,14 +296,6 @@ class BuildDaemon:
             raise LabError(f"build daemon {self.ident}: left behind: {left}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _build_pids(ident: str) -> set[int]:
     """Processes of a build daemon: in its cgroups, or naming its directory on their command
     line (dockerd, containerd, shims). Never chosen by network namespace (see the docstring)."""
@@ -316,14 +310,7 @@ def _build_pids(ident: str) -> set[int]:
             with contextlib.suppress(OSError):
                 if mention.search(Path(f"/proc/{entry}/cmdline").read_bytes()):
                     pids.add(int(entry))
-    return {p for p in pids if p != os.getpid() and _pid_alive(p)}
-
-
-def _wait_dead(pids: set[int], timeout: float) -> set[int]:
-    deadline = time.monotonic() + timeout
-    while (alive := {p for p in pids if _pid_alive(p)}) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return alive
+    return {p for p in pids if p != os.getpid() and pid_alive(p)}
 
 
 def build_leftovers(ident: str) -> list[str]:
@@ -341,15 +328,15 @@ def teardown_build(ident: str) -> list[str]:
     folder = Path("/tmp") / ident
     with contextlib.suppress(OSError, ValueError):
         pid = int((folder / "docker.pid").read_text().strip())
-        if _pid_alive(pid) and str(folder).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+        if pid_alive(pid) and str(folder).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
             os.kill(pid, signal.SIGTERM)
-            if _wait_dead({pid}, 20):
+            if wait_dead({pid}, 20):
                 os.kill(pid, signal.SIGKILL)
     pids = _build_pids(ident)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    _wait_dead(pids, 10)
+    wait_dead(pids, 10)
     remove_cgroups(ident)
     unmount_all(folder)
     if folder.exists() and not mounts_under(folder):
@@ -362,7 +349,7 @@ def sweep_stale_builds() -> list[str]:
     reaped = []
     for entry in sorted(os.listdir("/tmp")):
         m = _BUILD_IDENT.match(entry)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             teardown_build(entry)
             reaped.append(entry)
     return reaped

@@ -154,7 +154,7 @@ def missing_requirements(backend: str = "nft", engine: str = SYSTEM_ENGINE) -> l
     return missing
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """True if pid exists and is not a zombie (pid 1 here may never reap orphans)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -171,13 +171,13 @@ def _cmdline(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
-def _wait_dead(pids: Iterable[int], timeout: float) -> list[int]:
+def wait_dead(pids: Iterable[int], timeout: float) -> list[int]:
     """Wait until all pids are gone; return those still alive at the deadline."""
     deadline = time.monotonic() + timeout
-    alive = [p for p in pids if _pid_alive(p)]
+    alive = [p for p in pids if pid_alive(p)]
     while alive and time.monotonic() < deadline:
         time.sleep(0.05)
-        alive = [p for p in alive if _pid_alive(p)]
+        alive = [p for p in alive if pid_alive(p)]
     return alive
 
 
@@ -325,7 +325,7 @@ def _ident_pids(ident: str) -> set[int]:
                 continue
         if mention.search(_cmdline(int(entry))):
             pids.add(int(entry))
-    return {p for p in pids if p != os.getpid() and _pid_alive(p)}
+    return {p for p in pids if p != os.getpid() and pid_alive(p)}
 
 
 def leftovers(ident: str) -> list[str]:
@@ -342,11 +342,11 @@ def leftovers(ident: str) -> list[str]:
 def _stop_dockerd_by_pidfile(ident: str, timeout: float) -> None:
     with contextlib.suppress(OSError, ValueError):
         pid = int((_ident_dir(ident) / "docker.pid").read_text().strip())
-        if _pid_alive(pid) and str(_ident_dir(ident)) in _cmdline(pid):
+        if pid_alive(pid) and str(_ident_dir(ident)) in _cmdline(pid):
             _signal(pid, signal.SIGTERM)
-            if _wait_dead([pid], timeout):
+            if wait_dead([pid], timeout):
                 _signal(pid, signal.SIGKILL)
-                _wait_dead([pid], 5)
+                wait_dead([pid], 5)
 
 
 def unmount_all(path: Path) -> None:
@@ -380,7 +380,7 @@ def teardown_ident(ident: str, dockerd_timeout: float = 15) -> list[str]:
     pids = _ident_pids(ident)
     for pid in pids:
         _signal(pid, signal.SIGKILL)
-    _wait_dead(pids, 10)
+    wait_dead(pids, 10)
     remove_cgroups(ident)
     unmount_all(_ident_dir(ident))
     for ns in (f"{ident}h", f"{ident}c"):
@@ -414,7 +414,7 @@ def sweep_stale() -> list[str]:
     for ident in sorted(_lab_idents()):
         pid = int(_IDENT_RE.match(ident).group(2))
         mine = pid == os.getpid()
-        if (mine and ident not in open_idents) or (not mine and not _pid_alive(pid)):
+        if (mine and ident not in open_idents) or (not mine and not pid_alive(pid)):
             teardown_ident(ident, dockerd_timeout=5)
             reaped.append(ident)
     return reaped
@@ -614,7 +614,7 @@ class Lab:
         """Pid of the running dockerd (from its pidfile), or None."""
         with contextlib.suppress(OSError, ValueError):
             pid = int(self.pidfile.read_text().strip())
-            if _pid_alive(pid) and str(self.dir) in _cmdline(pid):
+            if pid_alive(pid) and str(self.dir) in _cmdline(pid):
                 return pid
         if self._proc is not None and self._proc.poll() is None:
             return self._proc.pid
@@ -666,9 +666,9 @@ class Lab:
         pid = self.dockerd_pid
         if pid is not None:
             _signal(pid, signal.SIGTERM)
-            if _wait_dead([pid], timeout):
+            if wait_dead([pid], timeout):
                 _signal(pid, signal.SIGKILL)
-                if _wait_dead([pid], 5):
+                if wait_dead([pid], 5):
                     raise LabError(f"{self.ident}: dockerd {pid} survived SIGKILL")
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -15,6 +15,7 @@ The containers' bridge is docker0 172.17.0.0/16 unless a test gives another (a B
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import pickle
 import select
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from support.netns import NetnsError, create, delete, fresh_name, reap_dead
@@ -107,8 +109,10 @@ threading.Event().wait()
 
 PROBE = r"""
 import socket, sys
+addr, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+src = (sys.argv[4], 0) if len(sys.argv) > 4 else None
 try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
+    s = socket.create_connection((addr, port), timeout=timeout, source_address=src)
     print("data:" + s.recv(64).decode())
 except ConnectionRefusedError:
     print("refused")
@@ -156,6 +160,18 @@ def agrees(state: str, seen: str, client: str = CLIENT) -> bool:
     if state == "dropped":
         return seen == "timeout"
     return state == "unreachable" and (seen in ("refused", "timeout") or seen.startswith("error:"))
+
+
+@contextlib.contextmanager
+def running(kind: type[NatWorld] | None = None, bridge: Bridge = DOCKER0) -> Iterator[NatWorld]:
+    """A world of `kind` (NatWorld or a subclass) set up, and closed afterwards even when its
+    set-up fails; skips (fails in CI) where require_world does."""
+    require_world()
+    w = (kind or NatWorld)(bridge)
+    try:
+        yield w.setup()
+    finally:
+        w.close()
 
 
 class NatWorld:
@@ -249,9 +265,10 @@ class NatWorld:
             self.procs.remove(self.proxy)
             self.proxy = None
 
-    def probe(self, addr: str = HOST, port: int = 8080, timeout: float = 1.0) -> str:
-        """What the client gets: `data:<answer>`, `refused`, `timeout` or `error:<why>`."""
-        argv = [sys.executable, "-c", PROBE, addr, str(port), str(timeout)]
+    def probe(self, addr: str = HOST, port: int = 8080, timeout: float = 1.0, src: str = "") -> str:
+        """What the client gets: `data:<answer>`, `refused`, `timeout` or `error:<why>`;
+        from its address `src` when given."""
+        argv = [sys.executable, "-c", PROBE, addr, str(port), str(timeout), *([src] if src else [])]
         return self.client.run(argv, timeout=timeout + 20).stdout.strip()
 
     # --- rules ---------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from support.corefix import (
     ACCEPT_LINE,
     BASE_G27,
     USER_RETURN,
-    append_rules,
     insert_before,
     set_policy,
+    ufw_docker,
     web_verdict,
     without,
 )
@@ -38,33 +38,6 @@ def reaching(v) -> Sources:
 # Docker's documented DOCKER-USER restrictions ("Packet filtering and firewalls")
 DOCS_ONE = "-i eth0 ! -s 192.168.1.1 -j DROP"
 DOCS_RANGE = "-m iprange -i eth0 ! --src-range 192.168.1.1-192.168.1.3 -j DROP"
-# ufw-docker's /etc/ufw/after.rules (chaifeng/ufw-docker), as iptables-save lists it
-UFW_DOCKER = [
-    ":ufw-user-forward - [0:0]",
-    ":ufw-docker-logging-deny - [0:0]",
-    "-A ufw-docker-logging-deny -m limit --limit 3/min --limit-burst 10 -j LOG",
-    "-A ufw-docker-logging-deny -j DROP",
-]
-UFW_USER = [
-    "-j ufw-user-forward",
-    "-s 10.0.0.0/8 -j RETURN",
-    "-s 172.16.0.0/12 -j RETURN",
-    "-s 192.168.0.0/16 -j RETURN",
-    "-p udp -m udp --sport 53 --dport 1024:65535 -j RETURN",
-    "-d 192.168.0.0/16 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ufw-docker-logging-deny",
-    "-d 10.0.0.0/8 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ufw-docker-logging-deny",
-    "-d 172.16.0.0/12 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ufw-docker-logging-deny",
-    "-d 192.168.0.0/16 -p udp -m udp --dport 0:32767 -j ufw-docker-logging-deny",
-    "-d 10.0.0.0/8 -p udp -m udp --dport 0:32767 -j ufw-docker-logging-deny",
-    "-d 172.16.0.0/12 -p udp -m udp --dport 0:32767 -j ufw-docker-logging-deny",
-]
-
-
-def ufw_docker(*allow: str) -> str:
-    text = append_rules(
-        BASE_G27, "filter", *UFW_DOCKER, *(f"-A ufw-user-forward {a}" for a in allow)
-    )
-    return user(*UFW_USER, text=text)
 
 
 @pytest.mark.parametrize(
