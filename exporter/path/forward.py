@@ -4,9 +4,8 @@ on its way back."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from exporter.docker.model import DESIGN_ROUTED, Binding
+from exporter.path.fastcopy import replace
 from exporter.path.matching import Packet
 from exporter.path.outcome import Fork
 from exporter.path.owner import HOST

@@ -105,6 +105,7 @@ class IndexedRuleset:
         # have cost any table its lines, so it makes every table unreadable.
         self.unreadable = {e.table: str(e) for e in rs.errors if not e.chain}
         self.fields: dict[tuple[str, str], tuple[str, ...] | None] = {}  # path.relevance
+        self.cells: dict[tuple[str, str], dict[int, list[int]]] = {}  # path.relevance
 
     def chain(self, table: str, name: str) -> IndexedChain | None:
         key = (table, name)

@@ -9,8 +9,7 @@ an untracked packet is never translated. Values are exact where the kernel's ari
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from exporter.path.fastcopy import replace
 from exporter.path.matching import Packet
 from exporter.rules.model import Rule
 

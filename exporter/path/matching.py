@@ -8,9 +8,10 @@ follows both outcomes and reports `unknown` when they differ.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 
+from exporter.path.fastcopy import replace
 from exporter.path.sources import Sources, split, split_text
 from exporter.rules.model import Cond, Rule
 from exporter.rules.nftexpr import UNKNOWN as NFT

@@ -3,8 +3,9 @@ rules split it (SPLIT), and how per-part outcomes combine."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from exporter.path.fastcopy import replace
 from exporter.path.mangle import mangled
 from exporter.path.matching import Packet
 from exporter.path.sources import Sources

@@ -26,12 +26,13 @@ NOT_CLIENTS = {
 class Sources:
     """An immutable set of addresses of one IP version; hashable, compared by value."""
 
-    __slots__ = ("_hash", "spans", "version")
+    __slots__ = ("_hash", "_size", "spans", "version")
 
     def __init__(self, version: int, spans: Iterable[tuple[int, int]] = ()) -> None:
         self.version = version
         self.spans = _normal(spans)
         self._hash = hash((version, self.spans))
+        self._size: int | None = None
 
     # --- construction ----------------------------------------------------------------------
 
@@ -57,7 +58,7 @@ class Sources:
     # --- set algebra -----------------------------------------------------------------------
 
     def __or__(self, other: Sources) -> Sources:
-        return Sources(self.version, self.spans + other.spans)
+        return _union(self, other)
 
     def __and__(self, other: Sources) -> Sources:
         return _intersect(self, other)
@@ -91,7 +92,9 @@ class Sources:
         return any(lo <= n <= hi for lo, hi in self.spans)
 
     def size(self) -> int:
-        return sum(hi - lo + 1 for lo, hi in self.spans)
+        if self._size is None:
+            self._size = sum(hi - lo + 1 for lo, hi in self.spans)
+        return self._size
 
     def first(self) -> str:
         """A representative address (the lowest)."""
@@ -135,6 +138,13 @@ def _parse(text: str) -> Sources | None:
     except ValueError:
         return None
     return Sources(net.version, ((int(net.network_address), int(net.broadcast_address)),))
+
+
+@lru_cache(maxsize=65536)
+def _union(a: Sources, b: Sources) -> Sources:
+    if not b.spans or a.spans == b.spans:
+        return a
+    return b if not a.spans else Sources(a.version, a.spans + b.spans)
 
 
 @lru_cache(maxsize=65536)
@@ -182,6 +192,7 @@ def split(s: Sources, test: Sources) -> int | Sources:
     return YES if inside == s else inside
 
 
+@lru_cache(maxsize=65536)
 def split_text(s: Sources, text: str) -> int | Sources | None:
     """`split` against a prefix or range given as text; None when the text is not one."""
     t = Sources.parse(text)

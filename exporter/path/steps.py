@@ -9,7 +9,7 @@ from exporter.path.classes import SourceClass
 from exporter.path.codes import policy_drop
 from exporter.path.matching import Packet
 from exporter.path.outcome import Outcome, Settled
-from exporter.path.walk import Walker
+from exporter.path.walk import Walker, idle
 
 # The MSS option of a client's SYN on an Ethernet path (MTU 1500 less the IP and TCP headers).
 MSS = {"ipv4": 1460, "ipv6": 1440}
@@ -79,6 +79,8 @@ def through(w: Walker, rulesets, hooks, pkt: Packet, what: str):
     """Walk `hooks` ((table, chain) pairs) in order; a stop verdict, or None and the packet as
     the last hook let it go (its marks and conntrack state carried from hook to hook)."""
     for table, chain in hooks:
+        if idle(rulesets, table, chain):  # no chain there: no outcome to make
+            continue
         o = w.hook(rulesets, table, chain, pkt)
         stop = stopped(o, what, chain, pkt.reply)
         if stop:

@@ -5,8 +5,7 @@ Chains are indexed (path.index), outcomes combine per part of the client class (
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from exporter.path.fastcopy import replace
 from exporter.path.index import IndexedChain, IndexedRuleset
 from exporter.path.mangle import MUTATING, before_conntrack, carry, mangle, mangled, merge
 from exporter.path.matching import (
@@ -21,7 +20,7 @@ from exporter.path.matching import (
 )
 from exporter.path.outcome import STOPS, Fork, Outcome, Settled, combine
 from exporter.path.owner import policy_owner, rule_owner
-from exporter.path.relevance import chain_fields
+from exporter.path.relevance import chain_fields, src_cell
 from exporter.path.sources import Sources
 from exporter.rules.model import Rule
 from exporter.rules.normalize import split_endpoint
@@ -36,6 +35,16 @@ MAX_DEPTH, MAX_BRANCHES = 64, 32
 PER_BINDING = frozenset({"dst", "dport", "orig_dst", "orig_dport"})
 
 
+def idle(rulesets: list[IndexedRuleset], table: str, chain: str) -> bool:
+    """No backend has the hook's chain, nor an unreadable table: every packet passes as it is."""
+    for irs in rulesets:
+        if irs.chain(table, chain) is not None:
+            return False
+        if irs.unreadable and (irs.unreadable.get(table) or irs.unreadable.get("")):
+            return False
+    return True
+
+
 class Walker:
     def __init__(self, env: Env) -> None:
         self.env = env
@@ -43,6 +52,7 @@ class Walker:
         self.only: Sources | None = None  # the part of the client class still walking
         self.settled: list[Settled] = []  # the parts stopped on the way
         self.stale: tuple[Packet, Packet] | None = None  # the last packet narrowed to `only`
+        self.returned: Outcome | None = None  # the last RETURN outcome (immutable: shared)
 
     def hook(self, rulesets: list[IndexedRuleset], table: str, chain: str, p: Packet) -> Outcome:
         """Traverse `table`/`chain` in every backend, in hook priority order, the packet leaving
@@ -59,7 +69,9 @@ class Walker:
             if self.stale is None or self.stale[0] is not p:  # _path hands one packet on
                 self.stale = (p, narrow(p, self.only))
             p = self.stale[1]
-        o = self._hook(rulesets, 0, table, chain, p, Outcome("ACCEPT", out=p))
+        if idle(rulesets, table, chain):
+            return Outcome("ACCEPT", out=p)
+        o = self._hook(rulesets, 0, table, chain, p, None)
         if o.verdict == "SPLIT":
             going = [(s, po) for s, po in o.parts if po.verdict not in STOPS]
             if len(going) > 1:
@@ -86,7 +98,8 @@ class Walker:
 
     def _hook(self, rulesets, start: int, table: str, chain: str, p: Packet, result: Outcome,
               first: int | None = None):  # fmt: skip
-        """From backend `start` on; `first`: the order of the backend that translated."""
+        """From backend `start` on; `first`: the order of the backend that translated;
+        `result`: the hook's outcome so far (None: no backend had the chain yet)."""
         for k in range(start, len(rulesets)):
             irs = rulesets[k]
             order = getattr(irs.rs, "order", 0)
@@ -118,9 +131,11 @@ class Walker:
             p = carry(p, o.out)
             if first is None and result.verdict in TRANSLATED:
                 first = order
+        if result is None:
+            return Outcome("ACCEPT", out=p)
         return result if result.out is p else replace(result, out=p)
 
-    def _settle(self, irs, table: str, chain: str, o: Outcome, result: Outcome):
+    def _settle(self, irs, table: str, chain: str, o: Outcome, result: Outcome | None):
         """One backend's outcome at a hook: (a stop, None) or (None, the hook's result so far)."""
         if o.verdict == "RETURN":
             policy = irs.rs.tables[table].chains[chain].policy
@@ -129,6 +144,8 @@ class Walker:
             o = Outcome(verdict, why=why, owner=policy_owner(irs.rs), out=o.out)
         if o.verdict in STOPS:
             return o, None
+        if result is None:
+            return None, o
         if result.verdict in TRANSLATED:
             if o.verdict in TRANSLATED and not result.same(o):
                 why = f"{result.rule.ref} and {o.rule.ref} translate differently (2 backends)"
@@ -170,7 +187,9 @@ class Walker:
             if res is not None:
                 return res
             p = p2
-        return Outcome("RETURN", out=p)
+        if self.returned is None or self.returned.out is not p:  # sub-chains share a packet
+            self.returned = Outcome("RETURN", out=p)
+        return self.returned
 
     def _resume(self, irs, table: str, rules, i: int, p: Packet, depth: int, res: Outcome):
         """After a jump whose chain returned for some parts of the client class: those parts
@@ -218,7 +237,11 @@ class Walker:
         fields = chain_fields(irs, table, name)
         if fields is None or PER_BINDING.intersection(fields):  # no other packet is the same
             return self.run(irs, table, sub.candidates(p), 0, p, depth)
-        key = (id(irs), table, name, mangled(p), p.untracked_by, *[getattr(p, f) for f in fields])
+        key = [id(irs), table, name, mangled(p), p.untracked_by]
+        for f in fields:
+            v = getattr(p, f)
+            key.append(src_cell(irs, self.env.sets, table, name, v) if f == "src" else v)
+        key = tuple(key)
         o = self.env.memo.get(key)
         if o is None:
             o = self.env.memo[key] = self.run(irs, table, sub.candidates(p), 0, p, depth)
