@@ -180,7 +180,7 @@ def table_rulesets(fam: str, name: str, t: dict, family: str) -> list[NativeRule
         (set_name(label, n), tuple(members))
         for n, elems in t["sets"].items()
         if (members := address_elements(elems)) is not None
-    )
+    ) + tuple(sets.anonymous.items())  # the large anonymous ones the rules hold
     bases = {b.name for b in t["bases"]}
     regular = {
         CHAIN_PREFIX + c: Chain(CHAIN_PREFIX + c, None, rs)

@@ -5,6 +5,7 @@ literal, an anonymous set or a named set of the table), then translated by nftco
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 from exporter.rules.model import Cond
@@ -15,15 +16,29 @@ PORT_PROTOS = ("tcp", "udp", "sctp", "udplite", "dccp")
 FAMILY = {"ip": "ipv4", "ip6": "ipv6"}
 NFPROTO = {"ipv4": "ipv4", "ipv6": "ipv6", "ip": "ipv4", "ip6": "ipv6", 2: "ipv4", 10: "ipv6"}
 ETHERTYPE = {"ip": "ipv4", "ip6": "ipv6", 2048: "ipv4", 34525: "ipv6"}
+# An anonymous set of addresses of more prefixes than this is one lookup, as a named set is;
+# a smaller one is one alternative per prefix. Beyond MAX_SET_ELEMENTS the match is unknown.
+ANON_INLINE = 16
+MAX_SET_ELEMENTS = 1 << 16  # ipset's default maxelem; nft's own sets are rarely near it
 
 
 class TableSets(dict):
     """A table's named sets and maps (name → elements), and the table's label ("ip filter")
-    that names its sets of addresses for the matcher (`set_name`)."""
+    that names its sets of addresses for the matcher (`set_name`). The large anonymous sets of
+    addresses its rules hold are collected as they are translated (`anonymous`)."""
 
     def __init__(self, label: str, items: Mapping[str, list]) -> None:
         super().__init__(items)
         self.label = label
+        self.anonymous: dict[str, tuple[str, ...]] = {}  # matcher name → prefixes
+
+    def add_anonymous(self, members: list[str]) -> str:
+        """The matcher's name for an anonymous set: from its contents, so the same set in two
+        rules (or two reads) is one name; braces keep it apart from every named set's."""
+        digest = hashlib.blake2b(" ".join(members).encode(), digest_size=8).hexdigest()
+        name = set_name(self.label, f"{{anonymous {digest}}}")
+        self.anonymous[name] = tuple(members)
+        return name
 
 
 def set_name(label: str, name: str) -> str:
@@ -39,7 +54,10 @@ def match_options(m, family: str, sets: Mapping[str, list]) -> list[tuple[Cond, 
     kind, arg, base = classify(left, family)
     if kind == "never":
         return []
-    named = _address_set(kind, op, right, sets)
+    if kind == "addr" and _set_size(right) > MAX_SET_ELEMENTS:
+        text = f"an anonymous set of {_set_size(right)} elements (more than {MAX_SET_ELEMENTS})"
+        return [(*base, unknown(text))]
+    named = _address_set(kind, op, right, sets) or _anonymous_set(kind, op, right, sets)
     if named is not None:  # `ip saddr @allowed`: one lookup, however many elements
         where = "src" if arg == "-s" else "dst"
         return [(*base, Cond("--match-set", (named, where), op == "!=", "set"))]
@@ -132,6 +150,24 @@ def _address_set(kind: str, op: str, right, sets: Mapping[str, list]) -> str | N
     if not (isinstance(right, str) and right.startswith("@")) or right[1:] not in sets:
         return None
     return set_name(label, right[1:]) if address_elements(sets[right[1:]]) is not None else None
+
+
+def _set_size(right) -> int:
+    items = right.get("set") if isinstance(right, dict) else None
+    return len(items) if isinstance(items, list) else 0
+
+
+def _anonymous_set(kind: str, op: str, right, sets: Mapping[str, list]) -> str | None:
+    """`ip saddr { 1,000 prefixes }` as one lookup (the kernel's is one too), registered with
+    the table's sets; None for a small set, one not of addresses, or no table to register in."""
+    if kind != "addr" or op not in ("==", "!=") or not isinstance(sets, TableSets):
+        return None
+    if _set_size(right) == 0:
+        return None
+    members = address_elements(right["set"])
+    if members is None or len(members) <= ANON_INLINE:
+        return None
+    return sets.add_anonymous(members)
 
 
 def address_elements(elems: list) -> list[str] | None:
