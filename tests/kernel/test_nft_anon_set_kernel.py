@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from support.corefix import BASE_G27, analyse_doc, port_report
-from support.natworld import require_world
+from support.natworld import running
 from test_sources_kernel import (
     BASE6,
     IN4,
@@ -50,12 +50,8 @@ FROM = {"ipv4": {IN4: "ok", IN4B: "ok", OUT4: "dropped"}, "ipv6": {IN6: "ok", OU
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[SourceWorld]:
-    require_world()
-    w = SourceWorld()
-    try:
-        yield w.setup()
-    finally:
-        w.close()
+    with running(SourceWorld) as w:
+        yield w
 
 
 def test_clients_inside_and_outside_a_set_of_1000_prefixes(world):
