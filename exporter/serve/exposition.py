@@ -119,24 +119,43 @@ def _escape(v: str) -> str:
     return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+def _around(extra: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The port's labels around `extra` in the order the encoders write them (sorted by name):
+    (the names before the first extra one, the names after the last)."""
+    names = sorted((*NAMES, *extra))
+    return tuple(names[: names.index(min(extra))]), tuple(names[names.index(max(extra)) + 1 :])
+
+
+STATE, EXPOSURE, KIND = _around(("state",)), _around(("exposure",)), _around(("kind",))
+INFO = tuple(sorted((*NAMES, *INFO_LABELS)))
+
+
+def _value(yes: bool) -> str:
+    return "1.0" if yes else "0.0"
+
+
 def write_port(p) -> tuple[str, str, str, str]:
-    """A port's lines of the four families, as the encoders write them."""
-    b = p.binding
-    base = dict(zip(NAMES, map(_escape, port_labels(b)), strict=True))
-    more = dict(zip(INFO_LABELS, map(_escape, info_values(p)), strict=True))
+    """A port's lines of the four families, as the encoders write them: labels sorted by name,
+    values escaped, 1.0/0.0. A family's lines differ in one label only, so the text before and
+    after it is made once per port."""
+    values = (*port_labels(p.binding), *info_values(p))
+    pairs = {k: f'{k}="{_escape(x)}"' for k, x in zip((*NAMES, *INFO_LABELS), values, strict=True)}
 
-    def line(name: str, labels: dict, value: int) -> str:
-        pairs = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        return f"{name}{{{pairs}}} {'1.0' if value else '0.0'}\n"
+    def family(name: str, around, label: str, shown) -> str:
+        """`shown`: (label value, sample value) per line."""
+        head, tail = (",".join(pairs[k] for k in side) for side in around)
+        head, tail = head + "," if head else "", "," + tail if tail else ""
+        return "".join(f'{name}{{{head}{label}="{x}"{tail}}} {_value(yes)}\n' for x, yes in shown)
 
-    states = "".join(line("docker_nat_port_state", {**base, "state": st}, p.verdict.state == st)
-                     for st in STATES)  # fmt: skip
-    info = line("docker_nat_port_info", {**base, **more}, 1)
-    exposure = "".join(line("docker_nat_port_exposure", {**base, "exposure": ex},
-                            p.verdict.exposure == ex) for ex in EXPOSURES)  # fmt: skip
-    present = "".join(line("docker_nat_rule_present", {**base, "kind": _escape(e.expected.kind)},
-                           e.present) for e in p.rules)  # fmt: skip
-    return states, info, exposure, present
+    v = p.verdict
+    return (
+        family("docker_nat_port_state", STATE, "state", ((st, st == v.state) for st in STATES)),
+        f"docker_nat_port_info{{{','.join(pairs[k] for k in INFO)}}} 1.0\n",
+        family("docker_nat_port_exposure", EXPOSURE, "exposure",
+               ((ex, ex == v.exposure) for ex in EXPOSURES)),
+        family("docker_nat_rule_present", KIND, "kind",
+               ((_escape(e.expected.kind), e.present) for e in p.rules)),
+    )  # fmt: skip
 
 
 class ServeRegistry(CollectorRegistry):
