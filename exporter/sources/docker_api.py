@@ -6,10 +6,13 @@ command line and daemon.json (userland proxy, --iptables), and its docker-proxy 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 import struct
+import sys
+import warnings
 
 from exporter.docker.decode import DaemonHints
 from exporter.docker.raw import DockerRaw
@@ -22,9 +25,25 @@ class DockerError(Exception):
 
 
 def client(base_url: str, timeout: float):
-    import docker  # imported here: the SDK is slow to import and only the edges need it
+    return _docker().APIClient(base_url=base_url, timeout=timeout, version="auto")
 
-    return docker.APIClient(base_url=base_url, timeout=timeout, version="auto")
+
+def _docker():
+    """The SDK, imported here: it is slow to import and only the edges need it. Without the
+    character-set guessers requests imports (charset_normalizer or chardet: 3.5 MiB of a
+    running exporter's memory): requests uses them only to guess the encoding of a text body
+    that names none, and every answer read here is JSON (decoded as UTF-8 without them)."""
+    for name in ("charset_normalizer", "chardet"):
+        sys.modules.setdefault(name, None)  # an import of it raises ImportError
+    _quiet()
+    import docker  # under the import lock: a second thread waits for the first's import
+
+    return docker
+
+
+@functools.cache
+def _quiet() -> None:
+    warnings.filterwarnings("ignore", "Unable to find acceptable character detection")
 
 
 def read_docker(base_url: str, timeout: float, host_root: str = "/", proc: str = "/proc"):

@@ -13,6 +13,7 @@ import gzip
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.payload import Payload
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
@@ -23,6 +24,26 @@ from exporter.web.webconfig import WebConfig
 
 HOLDER = web.AppKey("holder", object)
 MAX_BODY = 4096
+SLICE = 256 * 1024
+
+
+class Body(Payload):
+    """A cached body, sent in slices that are views of it. As one bytes object it is copied
+    whole per response (aiohttp joins the headers to it before Python 3.12.9, asyncio's
+    transport copies what the socket does not take at once): 16 concurrent scrapes of 2.7 MB
+    cost that CPU and as many transient copies; a slice waits for the socket to drain first."""
+
+    def __init__(self, value: bytes, content_type: str) -> None:
+        super().__init__(value, content_type=content_type)
+        self._size = len(value)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self._value.decode(encoding, errors)
+
+    async def write(self, writer) -> None:
+        view = memoryview(self._value)
+        for at in range(0, len(view), SLICE):
+            await writer.write(view[at : at + SLICE])
 
 
 class Renderer:
@@ -44,9 +65,14 @@ class Renderer:
             async with self.lock:
                 cached = self.cache.get(key)
                 if cached is None or cached[0] is not snap:
+                    self._forget(snap)  # an older snapshot's bodies, freed before this one's
                     body = await asyncio.to_thread(_encode, encoder, self.registry, gzipped)
                     cached = self.cache[key] = (snap, body)
         return cached[1], content_type
+
+    def _forget(self, snap) -> None:
+        for key in [k for k, (was, _) in self.cache.items() if was is not snap]:
+            del self.cache[key]
 
 
 class Only:
@@ -120,10 +146,8 @@ def make_app(
         names = request.query.getall("name[]", [])
         accept = request.headers.get("Accept", "")
         body, content_type = await renderer.render(accept, gzipped, names)
-        headers = {"Content-Type": content_type}
-        if gzipped:
-            headers["Content-Encoding"] = "gzip"
-        return web.Response(body=body, headers=headers)
+        headers = {"Content-Encoding": "gzip"} if gzipped else {}
+        return web.Response(body=Body(body, content_type), headers=headers)
 
     async def healthy(request: web.Request) -> web.Response:
         return web.Response(text="OK\n")
