@@ -1,5 +1,7 @@
-"""Keep the snapshot fresh: every interval, and soon after a Docker event or an nf_tables change
-that can alter a verdict (serve.relevance), debounced and within a CPU budget (serve.pace).
+"""Keep the snapshot fresh: every interval, and soon after a Docker event, an nf_tables change
+that can alter a verdict (serve.relevance) or a change of the host's links, addresses, routes,
+policy rules or forwarding switches (sources.watch.NetEvents), debounced and within a CPU
+budget (serve.pace).
 
 Snapshots are computed in a worker thread and swapped atomically; scrapes only read `current`.
 """

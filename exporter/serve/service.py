@@ -16,7 +16,7 @@ from exporter.serve.collector import SnapshotCollector
 from exporter.serve.exposition import ServeRegistry
 from exporter.serve.refresh import RefreshOptions
 from exporter.serve.scheduler import Holder, Scheduler
-from exporter.sources.watch import DockerEvents, NftEvents, NftMonitor
+from exporter.sources.watch import DockerEvents, NetEvents, NftEvents, NftMonitor
 from exporter.web.app import make_app
 from exporter.web.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -94,7 +94,9 @@ def build_app(cfg: ServeConfig, opts: RefreshOptions, snapshot_fn=None, watch: b
         tasks, nft = [], _ruleset_watcher(sched) if watch else None
         if nft:  # subscribed before the first refresh reads: no change falls in between
             tasks.append(asyncio.create_task(nft.run(), name="nft-watch"))
-            await asyncio.sleep(0)
+        if watch:  # links, addresses, routes, rules, forwarding switches: as a rule change
+            tasks.append(asyncio.create_task(NetEvents(sched.trigger).run(), name="net-watch"))
+        await asyncio.sleep(0)
         tasks.append(asyncio.create_task(sched.run(), name="refresh"))
         events = DockerEvents(opts.docker_host, notify) if watch else None
         if events:

@@ -1,7 +1,8 @@
-"""Change notifications: the Docker events stream and `nft monitor` for nf_tables rulesets.
+"""Change notifications: the Docker events stream, nf_tables rulesets (netlink, or `nft
+monitor`) and the host's links, addresses, routes, rules and forwarding switches (rtnetlink).
 
-Each watcher calls `notify(reason)` on a change and re-establishes itself with backoff when its
-stream drops (daemon restart, nft killed). Both are read-only.
+Each watcher reports a change and re-establishes itself with backoff when its stream drops
+(daemon restart, nft killed). All are read-only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from exporter.rules.nftevents import EVERYTHING, Change, parse_messages, parse_m
 from exporter.sources.docker_api import client
 from exporter.sources.nftnl import subscribe
 from exporter.sources.nftwatch import SETTLE
+from exporter.sources.rtnl import describe
+from exporter.sources.rtnl import subscribe as subscribe_rtnl
 from exporter.sources.run import which
 
 log = logging.getLogger("docker_nat_exporter")
@@ -185,3 +188,54 @@ class NftMonitor:
                 os.kill(self.proc.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 await self.proc.wait()
+
+
+class NetEvents:
+    """rtnetlink's notifications of links, addresses, routes, policy rules and forwarding
+    switches (sources.rtnl), read in the event loop: each batch that changes something calls
+    `notify(why)`, as a rule change does. Where the socket cannot be had, that is logged once
+    and changes are seen at the interval's refresh; lost notifications count as a change."""
+
+    def __init__(self, notify: Callable[[str], None]) -> None:
+        self.notify = notify
+        self.sock: socket.socket | None = None
+        self.logged = False
+
+    @staticmethod
+    def open() -> socket.socket:
+        return subscribe_rtnl()
+
+    async def run(self) -> None:
+        loop, failures = asyncio.get_running_loop(), 0
+        while True:
+            try:
+                self.sock = self.open()
+                if failures:  # a gap: a change may have been missed
+                    self.notify("link and route notifications started again")
+                while True:
+                    try:
+                        data = await loop.sock_recv(self.sock, 1 << 16)
+                    except OSError as exc:
+                        if exc.errno != errno.ENOBUFS:
+                            raise
+                        whats = ["network changed (notifications lost)"]
+                    else:
+                        whats = describe(data)
+                    failures = 0
+                    if whats:
+                        more = f" and {len(whats) - 1} more" if len(whats) > 1 else ""
+                        self.notify(f"{whats[0]}{more}")
+            except OSError as exc:
+                if not self.logged:
+                    log.info("link and route changes are seen at the interval refresh only: "
+                             "rtnetlink notifications unavailable: %s", exc)  # fmt: skip
+                    self.logged = True
+            finally:
+                self.close()
+            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+            failures += 1
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None

@@ -1,0 +1,111 @@
+"""rtnetlink change notifications, read-only: links, addresses, routes, policy rules and the
+forwarding switches (netconf) of this namespace.
+
+A translated packet follows the host's routing: a bridge set down, a route that takes a
+container's subnet elsewhere, a policy rule, an address or a forwarding switch changed can each
+change a verdict. `subscribe()` opens a socket on the multicast groups that announce those
+changes (no capability needed: any process may listen); `describe()` says what one batch of
+messages changed, in words for the log, or nothing for the messages that change no path (routes
+the kernel clones for a PMTU exception).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+
+NETLINK_ROUTE = 0
+SOL_NETLINK, NETLINK_ADD_MEMBERSHIP = 270, 1
+SO_RCVBUFFORCE, RCVBUF = 33, 1 << 20
+# RTNLGRP_*: LINK, IPV4_IFADDR, IPV4_ROUTE, IPV4_RULE, IPV6_IFADDR, IPV6_ROUTE, IPV6_RULE,
+# IPV4_NETCONF, IPV6_NETCONF
+GROUPS = (1, 5, 7, 8, 9, 11, 19, 24, 25)
+# RTM_* → (what, how)
+MESSAGES = {
+    16: ("link", "changed"), 17: ("link", "deleted"), 20: ("address", "added"),
+    21: ("address", "deleted"), 24: ("route", "added"), 25: ("route", "deleted"),
+    32: ("rule", "added"), 33: ("rule", "deleted"), 80: ("forwarding", "changed"),
+    81: ("forwarding", "changed"),
+}  # fmt: skip
+NLMSG_ERROR, NLMSG_OVERRUN = 2, 4
+IFF_UP, IFLA_IFNAME, RTA_DST, RTM_F_CLONED = 0x1, 3, 1, 0x200
+_HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
+_ATTR = struct.Struct("=HH")  # struct rtattr
+_IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg
+_RTMSG = struct.Struct("=BBBBBBBBI")  # struct rtmsg
+
+
+def subscribe() -> socket.socket:
+    """A non-blocking socket receiving every link, address, route, rule and netconf change
+    notification; raises OSError."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):  # FORCE needs CAP_NET_ADMIN
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, opt, RCVBUF)
+                break
+        sock.bind((0, 0))
+        for group in GROUPS:
+            sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def describe(data: bytes) -> list[str]:
+    """What the messages in one datagram changed (`link docker0 down`, `route 172.17.0.0/24
+    added`); a message not understood is "network changed"."""
+    out: list[str] = []
+    at = 0
+    while at + _HEADER.size <= len(data):
+        length, mtype, _, _, _ = _HEADER.unpack_from(data, at)
+        if length < _HEADER.size or at + length > len(data):
+            return [*out, "network changed"]
+        body = data[at + _HEADER.size : at + length]
+        at += (length + 3) & ~3
+        if mtype in (NLMSG_ERROR, NLMSG_OVERRUN):
+            out.append("network changed")
+        elif mtype in MESSAGES:
+            text = _message(mtype, body)
+            if text:
+                out.append(text)
+    return out
+
+
+def _message(mtype: int, body: bytes) -> str:
+    what, how = MESSAGES[mtype]
+    if what == "link" and len(body) >= _IFINFO.size:
+        _, _, _, flags, _ = _IFINFO.unpack_from(body)
+        name = _attr(body[_IFINFO.size :], IFLA_IFNAME).rstrip(b"\0").decode("utf-8", "replace")
+        state = "deleted" if how == "deleted" else "up" if flags & IFF_UP else "down"
+        return f"link {name or '?'} {state}"
+    if what == "route" and len(body) >= _RTMSG.size:
+        family, dst_len, *_, flags = _RTMSG.unpack_from(body)
+        if flags & RTM_F_CLONED:
+            return ""  # a PMTU or redirect exception: no path changes
+        dst = _attr(body[_RTMSG.size :], RTA_DST)
+        return f"route {_prefix(family, dst, dst_len)} {how}"
+    return f"{what} {how}"
+
+
+def _attr(attrs: bytes, wanted: int) -> bytes:
+    at = 0
+    while at + _ATTR.size <= len(attrs):
+        length, kind = _ATTR.unpack_from(attrs, at)
+        if length < _ATTR.size:
+            return b""
+        if kind & 0x3FFF == wanted:
+            return attrs[at + _ATTR.size : at + length]
+        at += (length + 3) & ~3
+    return b""
+
+
+def _prefix(family: int, dst: bytes, length: int) -> str:
+    if family == socket.AF_INET and len(dst) == 4:
+        return f"{socket.inet_ntop(family, dst)}/{length}"
+    if family == socket.AF_INET6 and len(dst) == 16:
+        return f"{socket.inet_ntop(family, dst)}/{length}"
+    return "default" if not dst and length == 0 else "?"
