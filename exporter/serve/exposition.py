@@ -26,6 +26,7 @@ from exporter.serve.collector import (
     port_families,
     port_labels,
 )
+from exporter.serve.gcpause import gc_paused
 
 NAMES = ("container", "network", "family", "protocol", "host_ip", "host_port", "container_port")
 
@@ -49,6 +50,12 @@ class Exposition:
         self.known: dict = {}  # encoder key → what _learn found
 
     def __call__(self, encoder) -> bytes:
+        # ~20 objects a port, gone by reference counting: a full collection triggered on the
+        # way would scan the whole heap for nothing (50-70 ms at 5,000 bindings)
+        with gc_paused():
+            return self._render(encoder)
+
+    def _render(self, encoder) -> bytes:
         s, before, ports, after = self.collector.parts()
         if s is None:  # no per-port families yet
             return encoder(_Fixed(before))
