@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from exporter.rules.iptsave import parse_rule_tokens
-from exporter.rules.model import Rule
-from exporter.rules.normalize import rule_key
+from exporter.rules.normalize import key_of
 
 PORT_KINDS = ("dnat", "forward_accept", "hairpin_masquerade", "loopback_drop")
 
@@ -38,5 +37,5 @@ def make(kind: str, family: str, table: str, text: str, bridge: str = "") -> Exp
     """An expected rule from its `iptables-save` text, e.g. `-A DOCKER ... -j DNAT ...`."""
     tokens = text.split()
     conds, target, topts, goto = parse_rule_tokens(tokens[2:])
-    rule = Rule(family, table, tokens[1], 0, conds, target, topts, goto, text)
-    return Expected(kind, family, table, tokens[1], target, text, rule_key(rule), bridge)
+    key = key_of(family, table, tokens[1], conds, target, topts, goto)
+    return Expected(kind, family, table, tokens[1], target, text, key, bridge)

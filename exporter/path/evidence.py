@@ -11,7 +11,7 @@ from exporter.path.owner import DOCKER
 from exporter.path.verdict import Verdict
 from exporter.rules.family import FamilyRules
 from exporter.rules.lazysave import derived
-from exporter.rules.model import Ruleset
+from exporter.rules.model import Chain, Ruleset
 from exporter.rules.normalize import rule_key
 
 RULED = (DESIGN_DNAT, DESIGN_ROUTED)  # designs for which Docker writes per-port rules
@@ -31,26 +31,49 @@ class Expectations:
 
 
 class Present:
-    """Keys of the kernel's rules, computed only for the chains the expectations look at."""
+    """Whether the kernel holds an expected rule. An `iptables-save` line equal to the expected
+    text is the rule (both are parsed by the same parser: same text, same key), so the lines of
+    the chains looked at are compared first; the keys of a chain's rules are computed only when
+    an expected rule is not found there by its text (a missing or differently spelled rule)."""
 
     def __init__(self, rulesets: tuple[Ruleset, ...]) -> None:
-        self.rulesets, self.cache = rulesets, {}
+        self.rulesets, self.texts, self.keys = rulesets, {}, {}
 
     def __call__(self, e: Expected) -> bool:
-        keys = self.cache.get((e.table, e.chain))
+        where = (e.table, e.chain)
+        if _plain(e):
+            texts = self.texts.get(where)
+            if texts is None:
+                texts = self.texts[where] = _union(self.rulesets, e, "texts", _chain_texts)
+            if e.text in texts:
+                return True
+        keys = self.keys.get(where)
         if keys is None:
-            keys = self.cache[(e.table, e.chain)] = set().union(
-                *(_chain_keys(rs, e.table, e.chain) for rs in self.rulesets)
-            )
+            keys = self.keys[where] = _union(self.rulesets, e, "keys", _chain_keys)
         return e.key in keys
 
 
-def _chain_keys(rs: Ruleset, table: str, chain: str) -> frozenset:
-    t = rs.tables.get(table)
-    if t is None:
-        return frozenset()
-    keys = derived(t.chains, chain, "keys", lambda c: frozenset(map(rule_key, c.rules)))
-    return keys or frozenset()
+def _plain(e: Expected) -> bool:
+    """An expected `iptables-save` rule whose words are split alike by str.split and by the
+    kernel lines' reader (no quoting), so equal lines mean equal keys."""
+    return not e.display and e.text.startswith("-A ") and not any(q in e.text for q in "\"'\\")
+
+
+def _union(rulesets: tuple[Ruleset, ...], e: Expected, kind: str, make) -> frozenset:
+    out: frozenset = frozenset()
+    for rs in rulesets:
+        t = rs.tables.get(e.table)
+        got = derived(t.chains, e.chain, kind, make) if t is not None else None
+        out = out | got if got else out
+    return out
+
+
+def _chain_keys(chain: Chain) -> frozenset:
+    return frozenset(map(rule_key, chain.rules))
+
+
+def _chain_texts(chain: Chain) -> frozenset:
+    return frozenset(r.text for r in chain.rules)
 
 
 def expectations(

@@ -77,11 +77,18 @@ def cond_key(c: Cond) -> tuple | None:
 
 def rule_key(rule: Rule) -> tuple:
     """The identity of a rule for expected-versus-present comparison (position excluded)."""
-    conds = frozenset(k for k in map(cond_key, rule.conds) if k is not None)
-    topts = tuple(
-        sorted(
-            (k, tuple(norm_endpoint(v) for v in vals) if k == "--to-destination" else vals)
-            for k, vals in rule.target_opts
-        )
-    )
-    return (rule.family, rule.table, rule.chain, rule.target, rule.goto, conds, topts)
+    return key_of(rule.family, rule.table, rule.chain, rule.conds, rule.target, rule.target_opts,
+                  rule.goto)  # fmt: skip
+
+
+def key_of(family: str, table: str, chain: str, conds, target: str, target_opts, goto) -> tuple:
+    """`rule_key` of the rule with these fields (without making the Rule)."""
+    keys = set(map(cond_key, conds))
+    keys.discard(None)
+    topts = tuple(sorted(map(_topt_key, target_opts))) if target_opts else ()
+    return (family, table, chain, target, goto, frozenset(keys), topts)
+
+
+def _topt_key(opt: tuple[str, tuple[str, ...]]) -> tuple:
+    name, values = opt
+    return (name, tuple(map(norm_endpoint, values))) if name == "--to-destination" else opt

@@ -350,6 +350,16 @@ def test_expected_rules_compare_with_the_kernels_spelling():
     assert rule_key(rs.tables["nat"].chains["DOCKER"].rules[0]) == dnat.key
 
 
+def test_a_rule_spelled_otherwise_is_present_by_its_key():
+    # its line differs from the expected text (the first comparison); its key does not
+    doc, text4, text6 = layout("g28")
+    line = next(ln for ln in text4.splitlines() if " -j DNAT " in ln and " -p tcp -m tcp " in ln)
+    respelled = line.replace(" -p tcp -m tcp ", " -p 6 -m tcp ")
+    snap = analyse_doc(doc, text4.replace(line, respelled), text6)
+    assert respelled not in text4
+    assert all(ev.present for ev in all_evidence(snap))
+
+
 def test_userland_proxy_unknown_expects_the_proxy_layout():
     # nothing tells whether the proxy is on: expect Docker's default (on)
     nets = default_networks()
