@@ -15,6 +15,8 @@ body is the encoder's output, byte for byte (tests/unit/test_exposition.py).
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import CollectorRegistry
 
 from exporter.path.classes import EXPOSURES
@@ -126,19 +128,20 @@ def _escape(v: str) -> str:
     return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _around(extra: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The port's labels around `extra` in the order the encoders write them (sorted by name):
-    (the names before the first extra one, the names after the last)."""
-    names = sorted((*NAMES, *extra))
-    return tuple(names[: names.index(min(extra))]), tuple(names[names.index(max(extra)) + 1 :])
+ALL = (*NAMES, *INFO_LABELS)  # the order of port_labels + info_values
 
 
-STATE, EXPOSURE, KIND = _around(("state",)), _around(("exposure",)), _around(("kind",))
-INFO = tuple(sorted((*NAMES, *INFO_LABELS)))
+def _around(extra: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Where the port's labels go around `extra` in the order the encoders write them (sorted by
+    name): (the positions in ALL of the names before it, of those after it)."""
+    names = sorted((*NAMES, extra))
+    at = names.index(extra)
+    return tuple(ALL.index(k) for k in names[:at]), tuple(ALL.index(k) for k in names[at + 1 :])
 
 
-def _value(yes: bool) -> str:
-    return "1.0" if yes else "0.0"
+STATE, EXPOSURE, KIND = _around("state"), _around("exposure"), _around("kind")
+INFO = tuple(ALL.index(k) for k in sorted(ALL))
+SPECIAL = re.compile(r'[\\\n"]')  # what _escape replaces
 
 
 def write_port(p) -> tuple[str, str, str, str]:
@@ -146,22 +149,25 @@ def write_port(p) -> tuple[str, str, str, str]:
     values escaped, 1.0/0.0. A family's lines differ in one label only, so the text before and
     after it is made once per port."""
     values = (*port_labels(p.binding), *info_values(p))
-    pairs = {k: f'{k}="{_escape(x)}"' for k, x in zip((*NAMES, *INFO_LABELS), values, strict=True)}
+    if SPECIAL.search("".join(values)):
+        values = tuple(map(_escape, values))
+    pairs = [f'{k}="{x}"' for k, x in zip(ALL, values, strict=True)]
 
     def family(name: str, around, label: str, shown) -> str:
-        """`shown`: (label value, sample value) per line."""
-        head, tail = (",".join(pairs[k] for k in side) for side in around)
-        head, tail = head + "," if head else "", "," + tail if tail else ""
-        return "".join(f'{name}{{{head}{label}="{x}"{tail}}} {_value(yes)}\n' for x, yes in shown)
+        """`shown`: (label value, whether the sample is 1) per line."""
+        head = "".join([pairs[i] + "," for i in around[0]])
+        tail = "".join(["," + pairs[i] for i in around[1]])
+        return "".join([f'{name}{{{head}{label}="{x}"{tail}}} {"1.0" if yes else "0.0"}\n'
+                        for x, yes in shown])  # fmt: skip
 
     v = p.verdict
     return (
-        family("docker_nat_port_state", STATE, "state", ((st, st == v.state) for st in STATES)),
-        f"docker_nat_port_info{{{','.join(pairs[k] for k in INFO)}}} 1.0\n",
+        family("docker_nat_port_state", STATE, "state", [(st, st == v.state) for st in STATES]),
+        f"docker_nat_port_info{{{','.join([pairs[i] for i in INFO])}}} 1.0\n",
         family("docker_nat_port_exposure", EXPOSURE, "exposure",
-               ((ex, ex == v.exposure) for ex in EXPOSURES)),
+               [(ex, ex == v.exposure) for ex in EXPOSURES]),
         family("docker_nat_rule_present", KIND, "kind",
-               ((_escape(e.expected.kind), e.present) for e in p.rules)),
+               [(_escape(e.expected.kind), e.present) for e in p.rules]),
     )  # fmt: skip
 
 
