@@ -22,6 +22,8 @@ from exporter.path.sources import Sources
 from exporter.rules.model import Cond
 
 ALL = None  # every field: the whole packet is the key
+# A chain that tests these sees a different packet for every binding: its walk is not kept.
+PER_BINDING = frozenset({"dst", "dport", "orig_dst", "orig_dport"})
 CORE = {"-p": ("proto",), "-s": ("src",), "-d": ("dst",), "-i": ("iif",), "-o": ("oif",),
         "-f": ()}  # fmt: skip
 PORTS = ("proto", "dport", "sport", "tcp_flags")
@@ -50,7 +52,8 @@ def cond_fields(c: Cond) -> tuple[str, ...] | None:
 
 def chain_fields(irs, table: str, name: str, seen: frozenset = frozenset()):
     """The sorted fields `table`/`name` and the chains it reaches test; None: reuse is unsafe
-    (a rule that changes the packet, a condition not classified, a loop)."""
+    (a rule that changes the packet, a condition not classified, a loop). Once one of them is
+    PER_BINDING the rest are not looked for."""
     cache = irs.fields
     key = (table, name)
     if key in cache:
@@ -59,44 +62,56 @@ def chain_fields(irs, table: str, name: str, seen: frozenset = frozenset()):
         return ALL
     t = irs.rs.tables.get(table)
     chain = t.chains.get(name) if t is not None else None
-    out: set[str] | None = set() if chain is not None else None
-    for r in chain.rules if chain is not None else ():
+    out = None if chain is None else _fields(irs, table, t, chain.rules, seen | {key})
+    cache[key] = out
+    return out
+
+
+def rules_fields(irs, table: str, name: str, rules, lookup: tuple):
+    """chain_fields of only `rules`, the candidates of `table`/`name` for a packet (`lookup`:
+    what IndexedChain.candidates chose them by)."""
+    key = (table, name, lookup)
+    if key not in irs.fields:
+        irs.fields[key] = _fields(irs, table, irs.rs.tables[table], rules, frozenset())
+    return irs.fields[key]
+
+
+def _fields(irs, table: str, t, rules, seen: frozenset):
+    out: set[str] = set()
+    for r in rules:
+        if not PER_BINDING.isdisjoint(out):
+            break  # never reused: the rest cannot change that (DOCKER has a rule per port)
         if r.target in MUTATING:
-            out = None
-            break
+            return None
         for c in r.conds:
             f = cond_fields(c)
             if f is ALL:
-                out = None
-                break
+                return None
             out.update(f)
-        if out is None:
-            break
         if r.target in t.chains:
-            sub = chain_fields(irs, table, r.target, seen | {key})
+            sub = chain_fields(irs, table, r.target, seen)
             if sub is ALL:
-                out = None
-                break
+                return None
             out.update(sub)
-    cache[key] = None if out is None else tuple(sorted(out))
-    return cache[key]
+    return tuple(sorted(out))
 
 
 ADDRESS_TESTS = {"-s", "-d", "--src-range", "--dst-range", "--ctorigsrc", "--ctorigdst"}
 
 
-def src_cell(irs, sets: dict, table: str, name: str, addr):
-    """What of the source address `addr` the walk of `table`/`name` can depend on: its cell
-    (see above) for an address given as text, else `addr` itself (a client class, a symbol)."""
+def src_cell(irs, sets: dict, table: str, scope, rules, addr):
+    """What of the source address `addr` the walk of `rules` (of `table`, `scope` naming them
+    for the cache) can depend on: its cell (see above) for an address given as text, else
+    `addr` itself (a client class, a symbol)."""
     if type(addr) is not str:
         return addr
     n = _number(addr)
     if n is None:
         return addr
-    key = (table, name)
+    key = (table, scope)
     bounds = irs.cells.get(key)
     if bounds is None:
-        bounds = irs.cells[key] = _bounds(irs, sets, table, name)
+        bounds = irs.cells[key] = _bounds(irs, sets, table, rules)
     b = bounds.get(n[0])
     return (n[0], bisect_right(b, n[1])) if b else (n[0],)
 
@@ -110,22 +125,21 @@ def _number(addr: str) -> tuple[int, int] | None:
     return ip.version, int(ip)
 
 
-def _bounds(irs, sets: dict, table: str, name: str) -> dict[int, list[int]]:
-    """Per IP version, the sorted first addresses of the cells of `table`/`name` and the chains
-    it reaches: every tested prefix, range or set starts one, and ends one (its last + 1)."""
+def _bounds(irs, sets: dict, table: str, rules) -> dict[int, list[int]]:
+    """Per IP version, the sorted first addresses of the cells of `rules` and the chains they
+    reach: every tested prefix, range or set starts one, and ends one (its last + 1)."""
     out: dict[int, set[int]] = {}
-    todo, seen = [name], {name}
-    t = irs.rs.tables.get(table)
-    while todo and t is not None:
-        chain = t.chains.get(todo.pop())
-        for r in chain.rules if chain is not None else ():
+    t = irs.rs.tables[table]
+    todo, seen = [rules], set()
+    while todo:
+        for r in todo.pop():
             for c in r.conds:
                 for s in _tested(c, sets):
                     for lo, hi in s.spans:
                         out.setdefault(s.version, set()).update((lo, hi + 1))
             if r.target in t.chains and r.target not in seen:
                 seen.add(r.target)
-                todo.append(r.target)
+                todo.append(t.chains[r.target].rules)
     return {v: sorted(b) for v, b in out.items()}
 
 

@@ -38,6 +38,9 @@ class Hop:
     parts: tuple[Sources, ...] = ()  # the decision differs between these sources (outcome.Fork)
 
 
+REACHES = Hop(True)  # shared: the common answer, once
+
+
 def forwarding_off(r: Routing, family: str, iif: str | None) -> str | None:
     """The switch that keeps a packet coming in on `iif` from being forwarded (`knob=0`), or
     None when it is forwarded (or that cannot be told)."""
@@ -54,7 +57,7 @@ def towards(r: Routing, family: str, bridge: str, dst: str, src, iif: str | None
     """Whether the host routes a packet for the container address `dst` out on `bridge`."""
     net = r.net
     if net is None or family not in net.routes:
-        return Hop(True)  # not read: the routes are not judged
+        return REACHES  # not read: the routes are not judged
     if net.links.get(bridge) is False:
         why = f"bridge {bridge} is down (`ip link set {bridge} up` brings it back)"
         return Hop(False, "bridge_down", why)
@@ -89,7 +92,7 @@ def _out(route: Route, bridge: str, dst: str) -> Hop:
         where = f"via {route.dev}" if route.dev else f"as {route.kind}"
         why = f"the host routes {dst} {where} (`{route.text}`), not to bridge {bridge}"
         return Hop(False, "routed_elsewhere", why)
-    return Hop(True)
+    return REACHES
 
 
 def _applies(rule: RouteRule, src, dst: str, iif: str | None, mark):

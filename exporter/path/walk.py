@@ -20,7 +20,7 @@ from exporter.path.matching import (
 )
 from exporter.path.outcome import STOPS, Fork, Outcome, Settled, combine
 from exporter.path.owner import policy_owner, rule_owner
-from exporter.path.relevance import chain_fields, src_cell
+from exporter.path.relevance import PER_BINDING, chain_fields, rules_fields, src_cell
 from exporter.path.sources import Sources
 from exporter.rules.model import Rule
 from exporter.rules.normalize import split_endpoint
@@ -31,8 +31,6 @@ NONTERMINAL = {"", "LOG", "NFLOG", "ULOG", "CHECKSUM", "TRACE", "SET", "CLASSIFY
 NAT_DONE = {"SNAT", "MASQUERADE", "NETMAP"}
 TRANSLATED = ("DNAT", "REDIRECT", "NAT")
 MAX_DEPTH, MAX_BRANCHES = 64, 32
-# A chain that tests these sees a different packet for every binding: its walk is not kept.
-PER_BINDING = frozenset({"dst", "dport", "orig_dst", "orig_dport"})
 
 
 def idle(rulesets: list[IndexedRuleset], table: str, chain: str) -> bool:
@@ -51,7 +49,7 @@ class Walker:
         self.branches = 0
         self.only: Sources | None = None  # the part of the client class still walking
         self.settled: list[Settled] = []  # the parts stopped on the way
-        self.stale: tuple[Packet, Packet] | None = None  # the last packet narrowed to `only`
+        self.stale: tuple | None = None  # the last narrowing: (packet, part, narrowed packet)
         self.returned: Outcome | None = None  # the last RETURN outcome (immutable: shared)
 
     def hook(self, rulesets: list[IndexedRuleset], table: str, chain: str, p: Packet) -> Outcome:
@@ -66,9 +64,7 @@ class Walker:
         each of them."""
         whole = client_of(p)
         if whole is not None and self.only is not None and whole != self.only:
-            if self.stale is None or self.stale[0] is not p:  # _path hands one packet on
-                self.stale = (p, narrow(p, self.only))
-            p = self.stale[1]
+            p = self.narrow(p, self.only)
         if idle(rulesets, table, chain):
             return Outcome("ACCEPT", out=p)
         o = self._hook(rulesets, 0, table, chain, p, None)
@@ -84,17 +80,30 @@ class Walker:
                 self.only = last.sources
                 return last.outcome
             self.only, o = going[0]
-            p = narrow(p, self.only)
+            p = self.narrow(p, self.only)
         if o.out is not None and o.out is not p:
             o = replace(o, out=carry(p, o.out))
         return self.owned(o)
+
+    def narrow(self, p: Packet, part: Sources) -> Packet:
+        """matching.narrow, the last one kept: a hook, the backends' loop and the rest of the
+        chain after a split narrow one packet to one part (and _path hands one packet on)."""
+        last = self.stale
+        if last is None or last[0] is not p or last[1] != part:
+            last = self.stale = (p, part, narrow(p, part))
+        return last[2]
 
     def owned(self, o: Outcome) -> Outcome:
         """`o` with the owner of its deciding rule (path.owner), when it can decide a state
         other than ok: a stop or a translation."""
         if o.rule is None or o.owner or o.verdict in ("ACCEPT", "RETURN"):
             return o
-        return replace(o, owner=rule_owner(o.rule, self.env.user_chains, self.env.bridges))
+        memo, key = self.env.memo, ("owned", id(o))
+        kept = memo.get(key)  # a remembered chain's outcome recurs: own it once
+        if kept is None or kept[0] is not o:
+            owner = rule_owner(o.rule, self.env.user_chains, self.env.bridges)
+            kept = memo[key] = (o, replace(o, owner=owner))
+        return kept[1]
 
     def _hook(self, rulesets, start: int, table: str, chain: str, p: Packet, result: Outcome,
               first: int | None = None):  # fmt: skip
@@ -112,16 +121,14 @@ class Walker:
             if ch is None:
                 continue
             pre = before_conntrack(table, irs.rs)
-            o = self.run(
-                irs, table, ch.candidates(p), 0, replace(p, before_ct=True) if pre else p, 0
-            )
+            o = self.enter(irs, table, chain, ch, replace(p, before_ct=True) if pre else p, 0)
             if o.verdict == "SPLIT":  # each part goes on through the other backends alone
                 out = []
                 for s, po in o.parts:
                     stop, res = self._settle(irs, table, chain, po, result)
                     f = order if first is None and res and res.verdict in TRANSLATED else first
                     rest = stop or self._hook(
-                        rulesets, k + 1, table, chain, carry(narrow(p, s), po.out), res, f
+                        rulesets, k + 1, table, chain, carry(self.narrow(p, s), po.out), res, f
                     )
                     out.append((s, rest))
                 return combine(out)
@@ -197,7 +204,7 @@ class Walker:
         out = []
         for s, o in res.parts:
             if o.verdict == "RETURN":
-                o = self.run(irs, table, rules, i, carry(narrow(p, s), o.out), depth)
+                o = self.run(irs, table, rules, i, carry(self.narrow(p, s), o.out), depth)
             out.append((s, o))
         return combine(out)
 
@@ -234,15 +241,21 @@ class Walker:
         """Walk a jumped-to chain, or reuse its outcome for a packet that agrees with an earlier
         one on every field the chain looks at and on what rules may have changed (marks,
         conntrack state: what `carry` takes from the outcome). See path.relevance."""
-        fields = chain_fields(irs, table, name)
+        fields, rules, scope = chain_fields(irs, table, name), sub.candidates(p), name
+        tested = sub.rules  # all that the key's cell of a source address depends on
+        if fields is not None and type(p.dst) is Sources and PER_BINDING.intersection(fields):
+            # a reply to a client class: the few rules its interfaces select may not read the
+            # per-binding fields that the others of the chain do
+            scope = (name, p.dst, p.proto, p.dport, p.oif, p.iif)  # what selected them
+            fields, tested = rules_fields(irs, table, name, rules, scope[1:]), rules
         if fields is None or PER_BINDING.intersection(fields):  # no other packet is the same
-            return self.run(irs, table, sub.candidates(p), 0, p, depth)
-        key = [id(irs), table, name, mangled(p), p.untracked_by]
+            return self.run(irs, table, rules, 0, p, depth)
+        key = [id(irs), table, scope, mangled(p), p.untracked_by]
         for f in fields:
             v = getattr(p, f)
-            key.append(src_cell(irs, self.env.sets, table, name, v) if f == "src" else v)
+            key.append(src_cell(irs, self.env.sets, table, scope, tested, v) if f == "src" else v)
         key = tuple(key)
         o = self.env.memo.get(key)
         if o is None:
-            o = self.env.memo[key] = self.run(irs, table, sub.candidates(p), 0, p, depth)
+            o = self.env.memo[key] = self.run(irs, table, rules, 0, p, depth)
         return o
