@@ -109,6 +109,7 @@ class DockerState:
         return None
 
 
+@functools.lru_cache(maxsize=64)  # asked per container by every decode; one or two daemons
 def parse_version(version: str) -> tuple[int, int, int]:
     """`20.10.24+dfsg1` → (20, 10, 24); unparsable parts count as 0."""
     core = version.split("+", 1)[0].split("-", 1)[0]

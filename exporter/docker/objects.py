@@ -21,6 +21,8 @@ from exporter.docker.model import (
 OPT = "com.docker.network.bridge."
 PROTOCOLS = ("tcp", "udp", "sctp")
 IFNAME = re.compile(r"[^\s/\"'\\\x00-\x1f\x7f]{1,15}")  # what rules can name (IFNAMSIZ)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # what ipaddress takes as IPv4
 
 
 class DecodeError(ValueError):
@@ -205,6 +207,8 @@ def _binding(c: Container, port: dict, gws: dict, daemon: Daemon, what: str) -> 
 
 def _check_address(value: str, what: str) -> None:
     """Addresses go into rule texts: anything but a plain IP address is nonsense from Docker."""
+    if DOTTED_QUAD.fullmatch(value):
+        return  # the common case, without ipaddress's object
     try:
         ipaddress.ip_address(value)
     except ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 
 import pytest
 from support.corefix import (
@@ -538,3 +539,27 @@ def test_malformed_fields_raise_decode_error_only(part, path):
             decode(doc)
         except DecodeError as exc:
             assert str(exc)  # a message, for the source's error
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0.0.0.0", "10.100.0.2", "255.255.255.255", "1.2.3.04", "01.2.3.4", "256.1.1.1", "1.2.3",
+     "1.2.3.4.5", " 1.2.3.4", "1.2.3.4\n", "١.2.3.4", "1.2.3.4/32", "", "::1", "fe80::1%eth0",
+     "2001:db8::g"],
+)  # fmt: skip
+def test_addresses_checked_as_ipaddress_checks_them(value):
+    # the dotted-quad shortcut accepts exactly what ipaddress accepts, and nothing else
+    try:
+        ipaddress.ip_address(value)
+        valid = True
+    except ValueError:
+        valid = False
+    doc = layout("g28")[0]
+    c = next(c for c in doc["containers"] if c["Names"] == ["/diameter"])  # one endpoint
+    c["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] = value
+    if valid or not value:  # "": no address of this family
+        got = {b.container_ip for b in decode(doc).bindings if b.container == "diameter"}
+        assert value in got
+    else:
+        with pytest.raises(DecodeError, match="not an IP address"):
+            decode(doc)
