@@ -49,9 +49,12 @@ def _chain_rules(rs: Ruleset, table: str, chain: str) -> tuple[Rule, ...]:
 
 
 def _port_cond(r: Rule) -> tuple[str, int] | None:
-    proto = next((norm_proto(c.values[0]) for c in r.conds if c.option == "-p"), None)
-    dports = (c for c in r.conds if c.option == "--dport" and not c.negated and c.values)
-    port = next((c.values[0] for c in dports), None)
+    proto = port = None
+    for c in r.conds:  # the first -p, the first plain --dport with a value
+        if c.option == "-p":
+            proto = norm_proto(c.values[0]) if proto is None else proto
+        elif c.option == "--dport" and port is None and not c.negated and c.values:
+            port = c.values[0]
     return (proto, int(port)) if proto and port and port.isdigit() else None
 
 
@@ -66,7 +69,9 @@ def dnat_sig(r: Rule):
 def accept_sig(r: Rule):
     """(protocol, container address, container port) of a per-port ACCEPT rule, or None."""
     pc = _port_cond(r)
+    if pc is None:
+        return None
     dst = next((norm_addr(c.values[0]) for c in r.conds if c.option == "-d" and not c.negated), "")
-    if pc is None or not dst or dst.endswith("/0"):
+    if not dst or dst.endswith("/0"):
         return None
     return (pc[0], dst.rsplit("/", 1)[0], pc[1])
