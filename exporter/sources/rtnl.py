@@ -5,13 +5,16 @@ A translated packet follows the host's routing: a bridge set down, a route that 
 container's subnet elsewhere, a policy rule, an address or a forwarding switch changed can each
 change a verdict. `subscribe()` opens a socket on the multicast groups that announce those
 changes (no capability needed: any process may listen); `describe()` says what one batch of
-messages changed, in words for the log, or nothing for the messages that change no path (routes
-the kernel clones for a PMTU exception).
+messages changed, in words for the log, or nothing for the messages that change no published
+port's path: routes the kernel clones for a PMTU exception, multicast routes, and link-local
+addresses and routes (every veth gets one when a container starts, and again when its duplicate
+address detection ends), which neither a remote client nor a container subnet uses.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import struct
 
@@ -30,10 +33,13 @@ MESSAGES = {
 }  # fmt: skip
 NLMSG_ERROR, NLMSG_OVERRUN = 2, 4
 IFF_UP, IFLA_IFNAME, RTA_DST, RTM_F_CLONED = 0x1, 3, 1, 0x200
+RT_SCOPE_LINK, RTN_MULTICAST = 253, 5
+LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 _HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
 _ATTR = struct.Struct("=HH")  # struct rtattr
 _IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg
 _RTMSG = struct.Struct("=BBBBBBBBI")  # struct rtmsg
+_IFADDR = struct.Struct("=BBBBI")  # struct ifaddrmsg
 
 
 def subscribe() -> socket.socket:
@@ -82,12 +88,14 @@ def _message(mtype: int, body: bytes) -> str:
         name = _attr(body[_IFINFO.size :], IFLA_IFNAME).rstrip(b"\0").decode("utf-8", "replace")
         state = "deleted" if how == "deleted" else "up" if flags & IFF_UP else "down"
         return f"link {name or '?'} {state}"
+    if what == "address" and len(body) >= _IFADDR.size:
+        return "" if _IFADDR.unpack_from(body)[3] == RT_SCOPE_LINK else f"address {how}"
     if what == "route" and len(body) >= _RTMSG.size:
-        family, dst_len, *_, flags = _RTMSG.unpack_from(body)
-        if flags & RTM_F_CLONED:
-            return ""  # a PMTU or redirect exception: no path changes
-        dst = _attr(body[_RTMSG.size :], RTA_DST)
-        return f"route {_prefix(family, dst, dst_len)} {how}"
+        family, dst_len, *_, rtype, flags = _RTMSG.unpack_from(body)
+        if flags & RTM_F_CLONED or rtype == RTN_MULTICAST:
+            return ""  # a PMTU or redirect exception, a multicast route: no path changes
+        prefix = _prefix(family, _attr(body[_RTMSG.size :], RTA_DST), dst_len)
+        return "" if _link_local(prefix) else f"route {prefix} {how}"
     return f"{what} {how}"
 
 
@@ -101,6 +109,14 @@ def _attr(attrs: bytes, wanted: int) -> bytes:
             return attrs[at + _ATTR.size : at + length]
         at += (length + 3) & ~3
     return b""
+
+
+def _link_local(prefix: str) -> bool:
+    try:
+        net = ipaddress.ip_network(prefix, strict=False)
+    except ValueError:
+        return False
+    return any(net.version == ll.version and net.subnet_of(ll) for ll in LINK_LOCAL)
 
 
 def _prefix(family: int, dst: bytes, length: int) -> str:

@@ -38,6 +38,23 @@ RULE = bytes.fromhex(
     "4c000000200000005989126bec48000002000000070000010000000008000f000700000008000e00ffffffff"
     "0500150000000000080006006400000008000a001000000008001000ffffffff"
 )
+# a veth's link-local address and its fe80::/64 route, and the ff00::/8 multicast route, from
+# the same capture; and the address as if it were global (ifa_scope 0)
+LINK_LOCAL_ADDRESS = bytes.fromhex(
+    "500000001400000000000000000000000a4080fd0200000014000100fe80000000000000889f3bfffef167f7"
+    "14000600fffffffffffffffffe751700fe751700080008008000000005000b0003000000"
+)
+GLOBAL_ADDRESS = LINK_LOCAL_ADDRESS[:19] + b"\0" + LINK_LOCAL_ADDRESS[20:]
+LINK_LOCAL_ROUTE = bytes.fromhex(
+    "740000001800000600000000000000000a400000fe0200010000000008000f00fe00000014000100fe800000"
+    "00000000000000000000000000080006000001000008000400020000002400"
+    "0c0000000000000000000000000000000000000000000000000000000000000000000500140000000000"
+)
+MULTICAST_ROUTE = bytes.fromhex(
+    "740000001800000600000000000000000a080000ff0200050000000008000f00ff00000014000100ff000000"
+    "00000000000000000000000000080006000001000008000400020000002400"
+    "0c0000000000000000000000000000000000000000000000000000000000000000000500140000000000"
+)
 NETCONF = bytes.fromhex("1c000000500000000000000000000000020000000800010002000000")
 
 
@@ -57,6 +74,10 @@ def cloned(route: bytes) -> bytes:
         (NETCONF, ["forwarding changed"]),
         (LINK_DOWN + ROUTE4, ["link br7 down", "route 172.17.0.0/24 added"]),
         (cloned(ROUTE4), []),  # no path changes
+        (LINK_LOCAL_ADDRESS, []),
+        (GLOBAL_ADDRESS, ["address added"]),
+        (LINK_LOCAL_ROUTE, []),
+        (MULTICAST_ROUTE, []),
         (ROUTE4[:40], ["network changed"]),  # cut short: not guessed
         (b"", []),
     ],
@@ -69,6 +90,10 @@ def cloned(route: bytes) -> bytes:
         "netconf",
         "batch",
         "cloned",
+        "link-local-address",
+        "global-address",
+        "link-local-route",
+        "multicast-route",
         "truncated",
         "empty",
     ],
