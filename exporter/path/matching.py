@@ -74,6 +74,10 @@ class Env:
     user_chains: frozenset[tuple[str, str, str]] = frozenset()  # (backend, table, chain)
     # the outcomes of hooks for packets of client classes (walk.Walker.hook), per analysis
     memo: dict = field(default_factory=dict, compare=False, repr=False)
+    # path.analysis's record of what the walks read (walk.Walker.candidates), None: not kept;
+    # `taped`: the chains read by the walk behind each `memo` entry
+    tape: list | None = field(default=None, compare=False, repr=False)
+    taped: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def client_of(p: Packet) -> Sources | None:

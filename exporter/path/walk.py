@@ -241,7 +241,10 @@ class Walker:
         """Walk a jumped-to chain, or reuse its outcome for a packet that agrees with an earlier
         one on every field the chain looks at and on what rules may have changed (marks,
         conntrack state: what `carry` takes from the outcome). See path.relevance."""
-        fields, rules, scope = chain_fields(irs, table, name), sub.candidates(p), name
+        tape = self.env.tape
+        start = len(tape) if tape is not None else 0
+        fields, scope = chain_fields(irs, table, name), name
+        rules = self.candidates(table, name, sub, p)
         tested = sub.rules  # all that the key's cell of a source address depends on
         if fields is not None and type(p.dst) is Sources and PER_BINDING.intersection(fields):
             # a reply to a client class: the few rules its interfaces select may not read the
@@ -258,4 +261,26 @@ class Walker:
         o = self.env.memo.get(key)
         if o is None:
             o = self.env.memo[key] = self.run(irs, table, rules, 0, p, depth)
+            if tape is not None:
+                self.env.taped[key] = chains_read(tape[start:], (table, name))
+        elif tape is not None:  # this walk read what the memo's walk read
+            tape.append((None, self.env.taped[key], None, None))
         return o
+
+    def candidates(self, table: str, name: str, ch: IndexedChain, p: Packet):
+        """`ch.candidates(p)`, recorded on the analysis's tape when it keeps one."""
+        got = ch.candidates(p)
+        if self.env.tape is not None:
+            self.env.tape.append((table, name, p, got))
+        return got
+
+
+def chains_read(entries, first: tuple[str, str]) -> frozenset:
+    """The (table, chain) pairs a part of the tape read (path.reuse)."""
+    out = {first}
+    for table, name, _, _ in entries:
+        if table is None:
+            out |= name
+        else:
+            out.add((table, name))
+    return frozenset(out)

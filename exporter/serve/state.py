@@ -4,7 +4,9 @@ The Scheduler owns one RefreshState and hands it to each refresh (they run one a
 `check` makes a fresh one, so nothing is reused. It keeps:
 - the last `*-save` text and Ruleset per family and backend: a byte-identical text gives back the
   same Ruleset, a changed one reuses its unchanged chains (sources.iptables.parse_reusing);
-- the last Analysis, served again while its inputs are all the same (compared whole);
+- the last Analysis with what each binding's walks read (path.reuse.Trace): served again while
+  its inputs are all the same (compared whole); when only the rules of a few chains changed,
+  the bindings whose walks read none of the changed rules keep their verdicts (path.reuse);
 - the last read of native nftables tables, reused while the nf_tables change feed reports no
   change to one (`native`), and which iptables-nft chains changed since each family's rules were
   read (`chains`), both fed by the service's watcher through the Scheduler;
@@ -18,7 +20,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from exporter.path.analysis import Analysis, analyse
+from exporter.path.analysis import Analysis
+from exporter.path.reuse import Trace, again, traced
 from exporter.rules.family import FamilyRules
 from exporter.sources.nftwatch import ChainWatch, NativeWatch
 
@@ -26,7 +29,7 @@ from exporter.sources.nftwatch import ChainWatch, NativeWatch
 class RefreshState:
     def __init__(self, host_interval: float = 0.0, clock: Callable[[], float] = time.time) -> None:
         self.saves: dict[str, dict] = {"ipv4": {}, "ipv6": {}}  # family → backend → (text, rs)
-        self.last: tuple | None = None  # (inputs, Analysis)
+        self.last: Trace | None = None
         self.native = NativeWatch()
         self.chains = ChainWatch()
         # family → table → chains changed since the text in `saves` was taken, not read again
@@ -65,16 +68,18 @@ class RefreshState:
 
     def analysed_rules(self) -> dict[str, FamilyRules] | None:
         """The rules the last analysis read (None before the first)."""
-        return self.last[0][1] if self.last is not None else None
+        return self.last.inputs[1] if self.last is not None else None
 
     def analyse(self, state, rules, host_addrs, clients, timings=None, net=None) -> Analysis:
-        """`analysis.analyse`, or the last Analysis when every input is the same as last time."""
+        """`analysis.analyse`: the last Analysis when every input is the same as last time, the
+        bindings that read no changed rule kept when only rules changed (path.reuse)."""
         inputs = (state, rules, host_addrs, clients, net)
-        if self.last is not None and _same_inputs(self.last[0], inputs):
-            return self.last[1]
-        result = analyse(state, rules, host_addrs, clients, timings, net)
-        self.last = (inputs, result)
-        return result
+        last = self.last
+        if last is not None and _same_inputs(last.inputs, inputs):
+            return last.analysis
+        got = again(last, *inputs[:4], timings, net) if last is not None else None
+        self.last = got or traced(state, rules, host_addrs, clients, timings, net)
+        return self.last.analysis
 
 
 def _same_inputs(old: tuple, new: tuple) -> bool:

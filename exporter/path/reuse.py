@@ -1,0 +1,243 @@
+"""The analysis again after a few rules changed, walking only the bindings whose walks read one.
+
+`traced` is `analysis.analyse` keeping what each binding's walks read: per chain looked at, the
+packet and the candidate rules its index gave (path.walk records them). `again` takes the last
+Trace and new inputs that differ from its own only in the rules of a few chains. A binding whose
+walks got, from every changed chain, candidates with the same content as before (and whose
+expected rules are as present as before) walks the same way, so it keeps its verdict; the
+rules' positions may have moved (a deletion shifts the rules after it), so the positions its
+reasons name are moved with them. The others are walked again. Whatever cannot be proven to
+give what a whole analysis gives (a changed Docker state, host, chain policy, a chain created
+or deleted, a family with two backends, an outcome reused from another walk across a changed
+chain) gives None: the caller analyses everything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from exporter.path.analysis import (
+    Analysis,
+    Laps,
+    PortReport,
+    Ports,
+    analyse,
+    readable_rules,
+)
+from exporter.path.evidence import Evidence, Expectations, Present, missing
+from exporter.path.matching import Env
+from exporter.path.stale import stale_rules
+from exporter.path.steps import Verdict
+from exporter.rules.family import FamilyRules
+from exporter.rules.lazysave import LazyChains
+from exporter.rules.model import Rule, Ruleset
+
+STALE_CHAINS = frozenset({("nat", "DOCKER"), ("filter", "DOCKER")})  # what path.stale reads
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    inputs: tuple  # (state, rules, host_addrs, clients, net)
+    analysis: Analysis
+    reads: tuple[tuple, ...]  # per binding, what its walks read (analysis.Ports)
+    env: Env
+
+
+def traced(state, rules, host_addrs, clients=None, timings=None, net=None) -> Trace:
+    """`analysis.analyse`, with what each binding's walks read."""
+    got: list = []
+    a = analyse(state, rules, host_addrs, clients, timings, net, got)
+    return Trace((state, rules, host_addrs, clients, net), a, tuple(got[:-1]), got[-1])
+
+
+def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net=None):
+    """The Trace of the new inputs, reusing `last` where its walks read nothing that changed;
+    None when that cannot be told (then analyse everything)."""
+    s0, r0, a0, c0, n0 = last.inputs
+    if a0 != host_addrs or c0 != clients or n0 != net or s0 != state:
+        return None
+    changed = changed_chains(r0, rules)
+    if changed is None:
+        return None
+    inputs = (state, rules, host_addrs, clients, net)
+    if not any(changed.values()):
+        return replace(last, inputs=inputs)
+    lap, a = Laps(timings), last.analysis
+    readable, nft_unread = readable_rules(state, rules)
+    exp = _present_again(a, state, rules, changed)
+    lap("expect")
+    port_of = Ports(state, rules, readable, nft_unread, exp, host_addrs, clients, net, True)
+    if port_of.env != last.env:
+        return None
+    shared_was = a.jumps + a.bridge_rules
+    ports, reads = [], []
+    for b, own, was, read in zip(state.bindings, exp.per_binding, a.ports, last.reads,
+                                 strict=True):  # fmt: skip
+        kept = None
+        if missing(b, own, port_of.shared) == missing(b, was.rules, shared_was):
+            irs = port_of.indexed.get(b.family)
+            kept = _kept(was.verdict, read, changed.get(b.family, set()), irs)
+        if kept is None:
+            port, read = port_of(b, own)
+        else:
+            v, read = kept
+            port = was if v is was.verdict and own is was.rules else PortReport(b, v, own)
+        ports.append(port)
+        reads.append(read)
+    lap("evaluate")
+    stale = []
+    for f in readable:
+        if changed.get(f, set()) & STALE_CHAINS:
+            stale += stale_rules(rules[f], state.bindings)
+        else:
+            stale += [s for s in a.stale if s.family == f]
+    lap("stale")
+    new = Analysis(tuple(ports), exp.jumps, exp.bridge_rules, tuple(stale))
+    return Trace(inputs, new, tuple(reads), port_of.env)
+
+
+def changed_chains(r0: dict[str, FamilyRules], r1: dict[str, FamilyRules]):
+    """Per family, the (table, chain) pairs whose rules differ (content, not identity) among
+    those anything looked up in the old rules; None when more than rules changed."""
+    if r0.keys() != r1.keys():
+        return None
+    out = {}
+    for family, fr in r1.items():
+        was = r0[family]
+        if (was.error, was.nft_error, was.forwarding, was.ipsets) != (
+            fr.error, fr.nft_error, fr.forwarding, fr.ipsets
+        ) or len(was.rulesets) != len(fr.rulesets):  # fmt: skip
+            return None
+        diff: set = set()
+        for old, new in zip(was.rulesets, fr.rulesets, strict=True):
+            d = _ruleset_changes(old, new)
+            if d is None:
+                return None
+            diff |= d
+        if diff and len(fr.rulesets) > 1:  # walks combine backends by rule identity
+            return None
+        out[family] = diff
+    return out
+
+
+def _ruleset_changes(old: Ruleset, new: Ruleset) -> set | None:
+    if old is new:
+        return set()
+    if (type(old), old.family, old.backend, old.errors) != (
+        type(new), new.family, new.backend, new.errors
+    ) or old.tables.keys() != new.tables.keys():  # fmt: skip
+        return None
+    out = set()
+    for name, t in old.tables.items():
+        a, b = t.chains, new.tables[name].chains
+        if a is b:
+            continue
+        if not isinstance(a, LazyChains) or not isinstance(b, LazyChains):
+            return None
+        if a.listed and list(a) != list(b):
+            return None
+        for chain in sorted(a.seen):  # nothing else was looked up: nothing else mattered
+            x, y = a.get(chain), b.get(chain)
+            if x is y:
+                continue
+            if x is None or y is None or x.policy != y.policy:
+                return None
+            if len(x.rules) != len(y.rules) or not all(map(same_rule, x.rules, y.rules)):
+                out.add((name, chain))
+    return out
+
+
+def same_rule(x: Rule, y: Rule) -> bool:
+    """The same rule, wherever it stands in its chain."""
+    return x is y or (
+        x.text == y.text and x.conds == y.conds and x.target == y.target
+        and x.target_opts == y.target_opts and x.goto == y.goto and x.backend == y.backend
+    )  # fmt: skip
+
+
+def _present_again(a: Analysis, state, rules, changed) -> Expectations:
+    """The last analysis's expected rules, presence checked again in the changed chains."""
+    present = {f: Present(rules[f].rulesets) for f, d in changed.items() if d}
+
+    def again(evidence: tuple[Evidence, ...], family: str | None = None):
+        out = None
+        for i, e in enumerate(evidence):
+            x, f = e.expected, family or e.expected.family
+            if (x.table, x.chain) in changed.get(f, ()):
+                now = present[f](x)
+                if now != e.present:
+                    out = out or list(evidence)
+                    out[i] = Evidence(x, now)
+        return evidence if out is None else tuple(out)
+
+    per = tuple(again(p.rules, b.family) for p, b in zip(a.ports, state.bindings, strict=True))
+    return Expectations(again(a.jumps), again(a.bridge_rules), per)
+
+
+def _kept(v: Verdict, reads: tuple, changed: set, irs) -> tuple[Verdict, tuple] | None:
+    """`v` with its rule positions moved and `reads` with the new candidates, when the walks
+    behind it got the same rules from every changed chain; None when they did not."""
+    if not changed:
+        return v, reads
+    refs: dict[str, str] = {}
+    fresh = None
+    for k, (table, name, p, old) in enumerate(reads):
+        if table is None:  # an outcome another walk found: its candidates are not here
+            if not name.isdisjoint(changed):
+                return None
+            continue
+        if (table, name) not in changed:
+            continue
+        ch = irs[0].chain(table, name) if irs and len(irs) == 1 else None
+        if ch is None:
+            return None
+        new = ch.candidates(p)
+        if len(new) != len(old):
+            return None
+        for x, y in zip(old, new, strict=True):
+            if not same_rule(x, y) or refs.setdefault(x.ref, y.ref) != y.ref:
+                return None
+        fresh = fresh or list(reads)
+        fresh[k] = (table, name, p, new)
+    if fresh is None:
+        return v, reads
+    moved = renamed(v, refs, changed)
+    return None if moved is None else (moved, tuple(fresh))
+
+
+class _Unnamed(Exception):
+    """A reason names a position that cannot be moved with certainty."""
+
+
+def renamed(v: Verdict, refs: dict[str, str], changed: set) -> Verdict | None:
+    """`v` with every `table/chain #N` of a changed chain in its reasons as `refs` moves it;
+    None when one is not in `refs`, or stands next to a rule's text (which may hold anything)."""
+    if all(x == y for x, y in refs.items()):
+        return v
+    pattern = re.compile("|".join(re.escape(f"{t}/{c} #") + r"\d+" for t, c in sorted(changed)))
+
+    def move(s: str) -> str:
+        if pattern.search(s) is None:
+            return s
+        if "`" in s:
+            raise _Unnamed
+        return pattern.sub(lambda m: _moved(refs, m.group(0)), s)
+
+    try:
+        reason = move(v.reason)
+        classes = tuple(
+            c if (r := move(c.reason)) is c.reason else replace(c, reason=r) for c in v.classes
+        )
+    except _Unnamed:
+        return None
+    if reason is v.reason and all(x is y for x, y in zip(classes, v.classes, strict=True)):
+        return v
+    return replace(v, reason=reason, classes=classes)
+
+
+def _moved(refs: dict[str, str], ref: str) -> str:
+    got = refs.get(ref)
+    if got is None:
+        raise _Unnamed
+    return got
