@@ -42,6 +42,7 @@ class Trace:
     analysis: Analysis
     reads: tuple[tuple, ...]  # per binding, what its walks read (analysis.Ports)
     env: Env
+    walked: int | None = None  # bindings walked again (None: all, a whole analysis)
 
 
 def traced(state, rules, host_addrs, clients=None, timings=None, net=None) -> Trace:
@@ -62,7 +63,7 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
         return None
     inputs = (state, rules, host_addrs, clients, net)
     if not any(changed.values()):
-        return replace(last, inputs=inputs)
+        return replace(last, inputs=inputs, walked=0)
     lap, a = Laps(timings), last.analysis
     readable, nft_unread = readable_rules(state, rules)
     exp = _present_again(a, state, rules, changed)
@@ -71,7 +72,7 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
     if port_of.env != last.env:
         return None
     shared_was = a.jumps + a.bridge_rules
-    ports, reads = [], []
+    ports, reads, walked = [], [], 0
     for b, own, was, read in zip(state.bindings, exp.per_binding, a.ports, last.reads,
                                  strict=True):  # fmt: skip
         kept = None
@@ -80,6 +81,7 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
             kept = _kept(was.verdict, read, changed.get(b.family, set()), irs)
         if kept is None:
             port, read = port_of(b, own)
+            walked += 1
         else:
             v, read = kept
             port = was if v is was.verdict and own is was.rules else PortReport(b, v, own)
@@ -94,7 +96,7 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
             stale += [s for s in a.stale if s.family == f]
     lap("stale")
     new = Analysis(tuple(ports), exp.jumps, exp.bridge_rules, tuple(stale))
-    return Trace(inputs, new, tuple(reads), port_of.env)
+    return Trace(inputs, new, tuple(reads), port_of.env, walked)
 
 
 def changed_chains(r0: dict[str, FamilyRules], r1: dict[str, FamilyRules]):

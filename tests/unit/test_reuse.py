@@ -1,0 +1,138 @@
+"""Incremental analysis (path.reuse via serve.state.RefreshState) equals a whole analysis.
+
+A generated host (bench.gen: Docker 20.10's rules, kube-proxy-style chains) takes random
+one-rule changes (delete, insert, replace; anywhere in Docker's chains, FORWARD, DOCKER-USER, the
+chains walks jump to) and random Docker-state changes, read as the service reads them (the
+changed chain patched in, or the whole text again); after each, the RefreshState's analysis
+must equal one from scratch in everything: states, reasons, owners, exposure, classes, the
+expected rules' evidence, stale rules.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench import gen
+from exporter.docker.decode import DaemonHints, decode_state
+from exporter.path.analysis import analyse
+from exporter.rules.family import FamilyRules
+from exporter.rules.lazysave import parse_save_lazy, patch_ruleset
+from exporter.serve.state import RefreshState
+
+ADDRS = (("lo", "127.0.0.1"), ("eth0", gen.HOST_ADDR))
+DOC = gen.docker_json(8)
+TEXT = gen.ruleset_text(DOC, 60)
+CHAINS = [("nat", "DOCKER"), ("nat", "PREROUTING"), ("nat", "POSTROUTING"),
+          ("nat", "KUBE-SERVICES"), ("filter", "FORWARD"), ("filter", "DOCKER-USER"),
+          ("filter", "DOCKER"), ("filter", "DOCKER-ISOLATION-STAGE-1"),
+          ("filter", "DOCKER-ISOLATION-STAGE-2")]  # fmt: skip
+IPS = [ep["IPAddress"] for c in DOC["containers"] for ep in c["NetworkSettings"]["Networks"].values()]
+PORTS = [p["PublicPort"] for c in DOC["containers"] for p in c["Ports"]]
+BODIES = st.one_of(
+    st.sampled_from(["-s 203.0.113.0/24 -j DROP", "-s 198.51.100.7/32 -j RETURN", "-j RETURN",
+                     "-i eth0 -j DROP", "-m statistic --mode random --probability 0.5 -j DROP",
+                     "-s 203.0.113.0/24 -j ACCEPT", "-j NOSUCHCHAIN", "-p udp -j REJECT",
+                     "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+                     "-o br-9404eea3257e -j DOCKER-USER"]),  # fmt: skip
+    st.builds(lambda p: f"-p tcp -m tcp --dport {p} -j DROP", st.sampled_from(PORTS)),
+    st.builds(lambda ip: f"-d {ip}/32 -j REJECT", st.sampled_from(IPS)),
+    st.builds(lambda p, ip: f"! -i docker0 -p tcp -m tcp --dport {p} -j DNAT --to-destination "
+              f"{ip}:80", st.sampled_from(PORTS), st.sampled_from(IPS)),  # fmt: skip
+    st.just(None),  # a copy of a rule of the same chain: the same content twice
+)
+CHANGE = st.tuples(st.sampled_from(CHAINS), st.sampled_from(["delete", "insert", "replace"]),
+                   st.integers(0, 10_000), BODIES, st.integers(0, 10_000))  # fmt: skip
+DOCKER_CHANGE = st.one_of(st.none(), st.tuples(st.sampled_from(["drop", "port"]),
+                                               st.integers(0, 100)))  # fmt: skip
+
+
+def family_rules(rs) -> dict:
+    return {"ipv4": FamilyRules("ipv4", (rs,)), "ipv6": FamilyRules("ipv6", ())}
+
+
+def state_of(doc):
+    return decode_state(doc["containers"], doc["networks"], doc["info"], doc["version"],
+                        DaemonHints(cmdline=("/usr/sbin/dockerd",)))  # fmt: skip
+
+
+def chain_lines(text: str, table: str, chain: str) -> tuple[int, list[int]]:
+    """The index of the table's COMMIT and those of the chain's rule lines in `text`'s lines."""
+    lines = text.split("\n")
+    start = lines.index(f"*{table}")
+    end = lines.index("COMMIT", start)
+    return end, [i for i in range(start, end) if lines[i].startswith(f"-A {chain} ")]
+
+
+def changed(text: str, change) -> tuple[str, str, str, tuple[str, ...]]:
+    """The text after one rule change, the chain changed and its new rule lines."""
+    (table, chain), op, at, body, copied = change
+    lines = text.split("\n")
+    end, mine = chain_lines(text, table, chain)
+    if body is None:
+        body = lines[mine[copied % len(mine)]][len(chain) + 4 :] if mine else "-j RETURN"
+    rule = f"-A {chain} {body}"
+    if op == "delete" and mine:
+        del lines[mine[at % len(mine)]]
+    elif op == "replace" and mine:
+        lines[mine[at % len(mine)]] = rule
+    else:
+        lines.insert(mine[at % (len(mine) + 1)] if at % (len(mine) + 1) < len(mine) else
+                     (mine[-1] + 1 if mine else end), rule)  # fmt: skip
+    new = "\n".join(lines)
+    return new, table, chain, tuple(lines[i] for i in chain_lines(new, table, chain)[1])
+
+
+def docker_changed(doc: dict, change) -> dict:
+    if change is None:
+        return doc
+    doc = copy.deepcopy(doc)
+    what, n = change
+    cs = doc["containers"]
+    if what == "drop":
+        del cs[n % len(cs)]
+    else:
+        cs[n % len(cs)]["Ports"][0]["PublicPort"] += 1000
+    return doc
+
+
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))  # fmt: skip
+@given(st.lists(st.tuples(CHANGE, DOCKER_CHANGE, st.booleans()), min_size=1, max_size=3))
+def test_incremental_analysis_equals_a_whole_one(steps) -> None:
+    cache, text, doc = RefreshState(), TEXT, DOC
+    rs = parse_save_lazy(text, "ipv4", "nf_tables")
+    cache.analyse(state_of(doc), family_rules(rs), ADDRS, None)
+    for change, dchange, patched in steps:
+        text, table, chain, lines = changed(text, change)
+        doc = docker_changed(doc, dchange)
+        if patched:  # as the change feed has it read: the one chain alone
+            policy = {"FORWARD": "DROP", "PREROUTING": "ACCEPT", "POSTROUTING": "ACCEPT"}
+            policy = policy.get(chain)
+            rs = patch_ruleset(rs, {table: {chain: (policy, lines)}})
+        else:  # the whole text again, reusing the unchanged chains
+            rs = parse_save_lazy(text, "ipv4", "nf_tables", rs)
+        state = state_of(doc)
+        got = cache.analyse(state, family_rules(rs), ADDRS, None)
+        want = analyse(state, family_rules(parse_save_lazy(text, "ipv4", "nf_tables")), ADDRS)
+        assert got == want
+
+
+def test_one_dnat_deleted_walks_its_binding_alone_and_moves_the_others_positions() -> None:
+    cache = RefreshState()
+    rs = parse_save_lazy(TEXT, "ipv4", "nf_tables")
+    state = state_of(DOC)
+    before = cache.analyse(state, family_rules(rs), ADDRS, None)
+    change = (("nat", "DOCKER"), "delete", 0, "", 0)
+    _, docker = chain_lines(TEXT, "nat", "DOCKER")
+    first_dnat = next(i for i, ln in enumerate(TEXT.split("\n")[j] for j in docker) if "DNAT" in ln)
+    text, table, chain, lines = changed(TEXT, change[:2] + (first_dnat, "", 0))
+    rs = patch_ruleset(rs, {"nat": {"DOCKER": (None, lines)}})
+    got = cache.analyse(state, family_rules(rs), ADDRS, None)
+    assert cache.last.walked == 1
+    assert got == analyse(state, family_rules(parse_save_lazy(text, "ipv4", "nf_tables")), ADDRS)
+    moved = [(a.verdict.reason, b.verdict.reason) for a, b in zip(before.ports, got.ports)]
+    assert sum(a != b for a, b in moved) == len(got.ports)  # the deleted one, the others moved
+    assert "nat/DOCKER #" in moved[-1][0] and moved[-1][0] != moved[-1][1]
