@@ -29,18 +29,21 @@ CHAINS = [("nat", "DOCKER"), ("nat", "PREROUTING"), ("nat", "POSTROUTING"),
           ("nat", "KUBE-SERVICES"), ("filter", "FORWARD"), ("filter", "DOCKER-USER"),
           ("filter", "DOCKER"), ("filter", "DOCKER-ISOLATION-STAGE-1"),
           ("filter", "DOCKER-ISOLATION-STAGE-2")]  # fmt: skip
-IPS = [ep["IPAddress"] for c in DOC["containers"] for ep in c["NetworkSettings"]["Networks"].values()]
+IPS = [
+    ep["IPAddress"] for c in DOC["containers"] for ep in c["NetworkSettings"]["Networks"].values()
+]
 PORTS = [p["PublicPort"] for c in DOC["containers"] for p in c["Ports"]]
+FIXED = ["-s 203.0.113.0/24 -j DROP", "-s 198.51.100.7/32 -j RETURN", "-j RETURN",
+         "-i eth0 -j DROP", "-m statistic --mode random --probability 0.5 -j DROP",
+         "-s 203.0.113.0/24 -j ACCEPT", "-j NOSUCHCHAIN", "-p udp -j REJECT",
+         "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+         "-o br-9404eea3257e -j DOCKER-USER"]  # fmt: skip
+DNAT = "! -i docker0 -p tcp -m tcp --dport {} -j DNAT --to-destination {}:80"
 BODIES = st.one_of(
-    st.sampled_from(["-s 203.0.113.0/24 -j DROP", "-s 198.51.100.7/32 -j RETURN", "-j RETURN",
-                     "-i eth0 -j DROP", "-m statistic --mode random --probability 0.5 -j DROP",
-                     "-s 203.0.113.0/24 -j ACCEPT", "-j NOSUCHCHAIN", "-p udp -j REJECT",
-                     "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-                     "-o br-9404eea3257e -j DOCKER-USER"]),  # fmt: skip
+    st.sampled_from(FIXED),
     st.builds(lambda p: f"-p tcp -m tcp --dport {p} -j DROP", st.sampled_from(PORTS)),
     st.builds(lambda ip: f"-d {ip}/32 -j REJECT", st.sampled_from(IPS)),
-    st.builds(lambda p, ip: f"! -i docker0 -p tcp -m tcp --dport {p} -j DNAT --to-destination "
-              f"{ip}:80", st.sampled_from(PORTS), st.sampled_from(IPS)),  # fmt: skip
+    st.builds(DNAT.format, st.sampled_from(PORTS), st.sampled_from(IPS)),
     st.just(None),  # a copy of a rule of the same chain: the same content twice
 )
 CHANGE = st.tuples(st.sampled_from(CHAINS), st.sampled_from(["delete", "insert", "replace"]),
@@ -128,11 +131,13 @@ def test_one_dnat_deleted_walks_its_binding_alone_and_moves_the_others_positions
     change = (("nat", "DOCKER"), "delete", 0, "", 0)
     _, docker = chain_lines(TEXT, "nat", "DOCKER")
     first_dnat = next(i for i, ln in enumerate(TEXT.split("\n")[j] for j in docker) if "DNAT" in ln)
-    text, table, chain, lines = changed(TEXT, change[:2] + (first_dnat, "", 0))
+    text, _, _, lines = changed(TEXT, (*change[:2], first_dnat, "", 0))
     rs = patch_ruleset(rs, {"nat": {"DOCKER": (None, lines)}})
     got = cache.analyse(state, family_rules(rs), ADDRS, None)
     assert cache.last.walked == 1
     assert got == analyse(state, family_rules(parse_save_lazy(text, "ipv4", "nf_tables")), ADDRS)
-    moved = [(a.verdict.reason, b.verdict.reason) for a, b in zip(before.ports, got.ports)]
+    moved = [
+        (a.verdict.reason, b.verdict.reason) for a, b in zip(before.ports, got.ports, strict=True)
+    ]
     assert sum(a != b for a, b in moved) == len(got.ports)  # the deleted one, the others moved
     assert "nat/DOCKER #" in moved[-1][0] and moved[-1][0] != moved[-1][1]
