@@ -15,6 +15,7 @@ chain) gives None: the caller analyses everything.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from exporter.path.analysis import (
@@ -32,6 +33,7 @@ from exporter.path.steps import Verdict
 from exporter.rules.family import FamilyRules
 from exporter.rules.lazysave import LazyChains
 from exporter.rules.model import Rule, Ruleset
+from exporter.rules.normalize import rule_key
 
 STALE_CHAINS = frozenset({("nat", "DOCKER"), ("filter", "DOCKER")})  # what path.stale reads
 
@@ -71,14 +73,15 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
     port_of = Ports(state, rules, readable, nft_unread, exp, host_addrs, clients, net, True)
     if port_of.env != last.env:
         return None
-    shared_was = a.jumps + a.bridge_rules
+    shared_was, names = a.jumps + a.bridge_rules, {f: Names(d) for f, d in changed.items()}
     ports, reads, walked = [], [], 0
     for b, own, was, read in zip(state.bindings, exp.per_binding, a.ports, last.reads,
                                  strict=True):  # fmt: skip
         kept = None
         if missing(b, own, port_of.shared) == missing(b, was.rules, shared_was):
             irs = port_of.indexed.get(b.family)
-            kept = _kept(was.verdict, read, changed.get(b.family, set()), irs)
+            ch = changed.get(b.family, {})
+            kept = _kept(was.verdict, read, ch, irs, names.get(b.family))
         if kept is None:
             port, read = port_of(b, own)
             walked += 1
@@ -90,7 +93,7 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
     lap("evaluate")
     stale = []
     for f in readable:
-        if changed.get(f, set()) & STALE_CHAINS:
+        if changed.get(f, {}).keys() & STALE_CHAINS:
             stale += stale_rules(rules[f], state.bindings)
         else:
             stale += [s for s in a.stale if s.family == f]
@@ -101,7 +104,8 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
 
 def changed_chains(r0: dict[str, FamilyRules], r1: dict[str, FamilyRules]):
     """Per family, the (table, chain) pairs whose rules differ (content, not identity) among
-    those anything looked up in the old rules; None when more than rules changed."""
+    those anything looked up in the old rules, each with its old and new Chain; None when more
+    than rules changed."""
     if r0.keys() != r1.keys():
         return None
     out = {}
@@ -111,26 +115,26 @@ def changed_chains(r0: dict[str, FamilyRules], r1: dict[str, FamilyRules]):
             fr.error, fr.nft_error, fr.forwarding, fr.ipsets
         ) or len(was.rulesets) != len(fr.rulesets):  # fmt: skip
             return None
-        diff: set = set()
+        diff: dict = {}
         for old, new in zip(was.rulesets, fr.rulesets, strict=True):
             d = _ruleset_changes(old, new)
             if d is None:
                 return None
-            diff |= d
+            diff.update(d)
         if diff and len(fr.rulesets) > 1:  # walks combine backends by rule identity
             return None
         out[family] = diff
     return out
 
 
-def _ruleset_changes(old: Ruleset, new: Ruleset) -> set | None:
+def _ruleset_changes(old: Ruleset, new: Ruleset) -> dict | None:
     if old is new:
-        return set()
+        return {}
     if (type(old), old.family, old.backend, old.errors) != (
         type(new), new.family, new.backend, new.errors
     ) or old.tables.keys() != new.tables.keys():  # fmt: skip
         return None
-    out = set()
+    out = {}
     for name, t in old.tables.items():
         a, b = t.chains, new.tables[name].chains
         if a is b:
@@ -146,7 +150,7 @@ def _ruleset_changes(old: Ruleset, new: Ruleset) -> set | None:
             if x is None or y is None or x.policy != y.policy:
                 return None
             if len(x.rules) != len(y.rules) or not all(map(same_rule, x.rules, y.rules)):
-                out.add((name, chain))
+                out[(name, chain)] = (x, y)
     return out
 
 
@@ -159,14 +163,16 @@ def same_rule(x: Rule, y: Rule) -> bool:
 
 
 def _present_again(a: Analysis, state, rules, changed) -> Expectations:
-    """The last analysis's expected rules, presence checked again in the changed chains."""
+    """The last analysis's expected rules, presence checked again where a changed chain gained
+    or lost a rule with the same key."""
     present = {f: Present(rules[f].rulesets) for f, d in changed.items() if d}
+    touched = {f: _keys_changed(d.values()) for f, d in changed.items() if d}
 
     def again(evidence: tuple[Evidence, ...], family: str | None = None):
         out = None
         for i, e in enumerate(evidence):
             x, f = e.expected, family or e.expected.family
-            if (x.table, x.chain) in changed.get(f, ()):
+            if x.key in touched.get(f, ()) and (x.table, x.chain) in changed[f]:
                 now = present[f](x)
                 if now != e.present:
                     out = out or list(evidence)
@@ -177,12 +183,24 @@ def _present_again(a: Analysis, state, rules, changed) -> Expectations:
     return Expectations(again(a.jumps), again(a.bridge_rules), per)
 
 
-def _kept(v: Verdict, reads: tuple, changed: set, irs) -> tuple[Verdict, tuple] | None:
+def _keys_changed(pairs) -> set:
+    """The keys (normalize.rule_key) of the rules one of the (old, new) chains holds more
+    often than the other."""
+    out = set()
+    for old, new in pairs:
+        before, after = Counter(r.text for r in old.rules), Counter(r.text for r in new.rules)
+        texts = set(before - after) | set(after - before)
+        out |= {rule_key(r) for r in (*old.rules, *new.rules) if r.text in texts}
+    return out
+
+
+def _kept(v: Verdict, reads: tuple, changed: dict, irs, names) -> tuple[Verdict, tuple] | None:
     """`v` with its rule positions moved and `reads` with the new candidates, when the walks
-    behind it got the same rules from every changed chain; None when they did not."""
+    behind it got the same rules from every changed chain; None when they did not. `names`:
+    the changed chains' `table/chain #N` references (Names)."""
     if not changed:
         return v, reads
-    refs: dict[str, str] = {}
+    moves: dict[tuple[str, str], dict[int, int]] = {}
     fresh = None
     for k, (table, name, p, old) in enumerate(reads):
         if table is None:  # an outcome another walk found: its candidates are not here
@@ -197,14 +215,15 @@ def _kept(v: Verdict, reads: tuple, changed: set, irs) -> tuple[Verdict, tuple] 
         new = ch.candidates(p)
         if len(new) != len(old):
             return None
+        m = moves.setdefault((table, name), {})
         for x, y in zip(old, new, strict=True):
-            if not same_rule(x, y) or refs.setdefault(x.ref, y.ref) != y.ref:
+            if not same_rule(x, y) or m.setdefault(x.position, y.position) != y.position:
                 return None
         fresh = fresh or list(reads)
         fresh[k] = (table, name, p, new)
     if fresh is None:
         return v, reads
-    moved = renamed(v, refs, changed)
+    moved = names.moved(v, moves)
     return None if moved is None else (moved, tuple(fresh))
 
 
@@ -212,34 +231,40 @@ class _Unnamed(Exception):
     """A reason names a position that cannot be moved with certainty."""
 
 
-def renamed(v: Verdict, refs: dict[str, str], changed: set) -> Verdict | None:
-    """`v` with every `table/chain #N` of a changed chain in its reasons as `refs` moves it;
-    None when one is not in `refs`, or stands next to a rule's text (which may hold anything)."""
-    if all(x == y for x, y in refs.items()):
-        return v
-    pattern = re.compile("|".join(re.escape(f"{t}/{c} #") + r"\d+" for t, c in sorted(changed)))
+class Names:
+    """The `table/chain #N` references to the changed chains in a verdict's reasons."""
 
-    def move(s: str) -> str:
-        if pattern.search(s) is None:
-            return s
-        if "`" in s:
-            raise _Unnamed
-        return pattern.sub(lambda m: _moved(refs, m.group(0)), s)
+    def __init__(self, changed) -> None:
+        self.chains = {f"{t}/{c} #": (t, c) for t, c in changed}
+        alts = "|".join(re.escape(x) for x in sorted(self.chains))
+        self.pattern = re.compile(f"({alts})([0-9]+)") if alts else None
 
-    try:
-        reason = move(v.reason)
-        classes = tuple(
-            c if (r := move(c.reason)) is c.reason else replace(c, reason=r) for c in v.classes
-        )
-    except _Unnamed:
-        return None
-    if reason is v.reason and all(x is y for x, y in zip(classes, v.classes, strict=True)):
-        return v
-    return replace(v, reason=reason, classes=classes)
+    def moved(self, v: Verdict, moves: dict[tuple[str, str], dict[int, int]]) -> Verdict | None:
+        """`v` with every reference as `moves` moves it (chain → old → new position); None
+        when one is not in `moves`, or stands next to a rule's text (which may hold anything)."""
+        if self.pattern is None or all(a == b for m in moves.values() for a, b in m.items()):
+            return v
 
+        def one(match) -> str:
+            got = moves.get(self.chains[match.group(1)], {}).get(int(match.group(2)))
+            if got is None:
+                raise _Unnamed
+            return f"{match.group(1)}{got}"
 
-def _moved(refs: dict[str, str], ref: str) -> str:
-    got = refs.get(ref)
-    if got is None:
-        raise _Unnamed
-    return got
+        def move(s: str) -> str:
+            if self.pattern.search(s) is None:
+                return s
+            if "`" in s:
+                raise _Unnamed
+            return self.pattern.sub(one, s)
+
+        try:
+            reason = move(v.reason)
+            classes = tuple(
+                c if (r := move(c.reason)) is c.reason else replace(c, reason=r) for c in v.classes
+            )
+        except _Unnamed:
+            return None
+        if reason is v.reason and all(x is y for x, y in zip(classes, v.classes, strict=True)):
+            return v
+        return replace(v, reason=reason, classes=classes)

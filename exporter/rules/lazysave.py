@@ -55,6 +55,7 @@ class LazyChains(Mapping):
         # Chains read again on their own since `text` was taken (`patched`): name → (policy,
         # rule lines), None when the chain is gone; `count_delta`: what they add to the count.
         self.patch: dict[str, tuple[str | None, tuple[str, ...]] | None] = {}
+        self.carried: dict[str, tuple] = {}  # name → (Chain, lines, memo) kept by `patched`
         self.count_delta = 0
         # What was looked up (found or not): a change to any other chain cannot change what
         # was worked out from this table (serve.relevance). `listed`: every name was.
@@ -108,6 +109,12 @@ class LazyChains(Mapping):
         new = LazyChains(self.table, self.text, (self.lo, self.hi), self.first_line,
                          self.family, self.backend, self)  # fmt: skip
         new.patch = {**self.patch, **chains}
+        # the chains parsed here and not read again: as they were (the same text)
+        bad = {e.chain for e in self.errors}
+        new.carried = {n: c for n, c in self.carried.items() if n not in chains}
+        for n, c in self.parsed.items():
+            if n not in chains and n not in bad:
+                new.carried[n] = (c, self.lines[n], self.memo.get(n, {}))
         new.count_delta = sum(len(p[1]) for p in new.patch.values() if p is not None) - sum(
             len(self._text_lines(n)) for n in new.patch
         )
@@ -117,6 +124,11 @@ class LazyChains(Mapping):
         return self.text.find(what, self.lo if at is None else at, self.hi)
 
     def _load(self, name: str) -> Chain | None:
+        carried = self.carried.get(name)
+        if carried is not None:
+            chain, self.lines[name], self.memo[name] = carried
+            self.parsed[name] = chain
+            return chain
         policy, declared = self._policy(name)
         if not declared:
             return None
