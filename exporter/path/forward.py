@@ -10,8 +10,11 @@ from exporter.path.matching import Packet
 from exporter.path.outcome import Fork
 from exporter.path.owner import HOST
 from exporter.path.route import Routing, forwarding_off, towards
+from exporter.path.sources import Sources
 from exporter.path.steps import MSS, Verdict, rule_desc, stopped, through
 from exporter.path.walk import Walker
+
+SYN_ACK = frozenset({"SYN", "ACK"})
 
 
 def forward(b: Binding, rulesets, w: Walker, pkt: Packet, nat, forwarding) -> Verdict:
@@ -95,16 +98,19 @@ def _replies(b: Binding, rulesets, w: Walker, pkt: Packet, fwd: Packet) -> Verdi
     """The container's SYN-ACK: a new packet (mark 0) of the same connection (its ct mark),
     ESTABLISHED; INVALID when the connection was not tracked (a lone SYN-ACK opens nothing)."""
     tracked = fwd.ctstate != "UNTRACKED"
+    client = pkt.src
+    if type(client) is Sources and w.only is not None:
+        client = w.only  # what each hook would narrow it to: the part still walking
     reply = replace(
         fwd,
         src=b.container_ip,
-        dst=pkt.src,
+        dst=client,
         sport=b.container_port,
         dport=None,
         iif=b.bridge,
         oif=pkt.iif,
         ctstate="ESTABLISHED" if tracked else "INVALID",
-        tcp_flags=frozenset({"SYN", "ACK"}),
+        tcp_flags=SYN_ACK,
         reply=True,
         mark=0,
         ctmark=fwd.ctmark if tracked else 0,

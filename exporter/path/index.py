@@ -3,11 +3,15 @@ a lookup visits the few rules that can concern a packet instead of scanning tens
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from exporter.path.matching import LOCAL, Packet
 from exporter.path.sources import Sources
 from exporter.rules.lazysave import derived
 from exporter.rules.model import Rule, Ruleset
 from exporter.rules.normalize import norm_addr, norm_proto
+
+LOOKUP = attrgetter("dst", "proto", "dport", "oif", "iif")  # all that the buckets look at
 
 
 class IndexedChain:
@@ -34,7 +38,7 @@ class IndexedChain:
                 buckets[kind].setdefault(key, []).append(i)
 
     def candidates(self, p: Packet) -> tuple[Rule, ...]:
-        key = (p.dst, p.proto, p.dport, p.oif, p.iif)  # all that the buckets look at
+        key = LOOKUP(p)
         hit = self.memo.get(key)
         if hit is None:
             if len(self.memo) >= 16384:  # an index lives as long as its chain is unchanged
@@ -105,7 +109,8 @@ class IndexedRuleset:
         # have cost any table its lines, so it makes every table unreadable.
         self.unreadable = {e.table: str(e) for e in rs.errors if not e.chain}
         self.fields: dict[tuple[str, str], tuple[str, ...] | None] = {}  # path.relevance
-        self.cells: dict[tuple[str, str], dict[int, list[int]]] = {}  # path.relevance
+        self.cells: dict[tuple, dict[int, list[int]]] = {}  # path.relevance
+        self.plans: dict[tuple, object] = {}  # path.relevance.plan per (table, chain or scope)
 
     def chain(self, table: str, name: str) -> IndexedChain | None:
         key = (table, name)

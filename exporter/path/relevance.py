@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 from bisect import bisect_right
 from functools import lru_cache
+from operator import attrgetter
 
 from exporter.path.mangle import MUTATING
 from exporter.path.sources import Sources
@@ -67,13 +68,26 @@ def chain_fields(irs, table: str, name: str, seen: frozenset = frozenset()):
     return out
 
 
-def rules_fields(irs, table: str, name: str, rules, lookup: tuple):
-    """chain_fields of only `rules`, the candidates of `table`/`name` for a packet (`lookup`:
-    what IndexedChain.candidates chose them by)."""
-    key = (table, name, lookup)
-    if key not in irs.fields:
-        irs.fields[key] = _fields(irs, table, irs.rs.tables[table], rules, frozenset())
-    return irs.fields[key]
+def rules_fields(irs, table: str, rules):
+    """chain_fields of only `rules` (some of a chain's, and the chains they reach)."""
+    return _fields(irs, table, irs.rs.tables[table], rules, frozenset())
+
+
+NEVER, PER = "never", "per-binding"  # plans of walks not reused
+# What `carry` takes from a remembered outcome's packet: packets that differ there differ.
+CHANGED = ("mark", "ctmark", "ctstate", "mss", "untracked_by")
+
+
+def plan(fields):
+    """How a walk reading `fields` is remembered: (an attrgetter of those fields and of CHANGED,
+    the position of `src` among them or None), or NEVER (fields unknown) or PER (a field that
+    differs for every binding)."""
+    if fields is None:
+        return NEVER
+    if not PER_BINDING.isdisjoint(fields):
+        return PER
+    names = CHANGED + tuple(fields)
+    return attrgetter(*names), (names.index("src") if "src" in fields else None)
 
 
 def _fields(irs, table: str, t, rules, seen: frozenset):

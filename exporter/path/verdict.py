@@ -28,6 +28,7 @@ from exporter.path.steps import MSS, Probe, Verdict, rule_desc, settled, stopped
 from exporter.path.walk import Walker
 
 STATES = ("ok", "proxied", "masqueraded", "misrouted", "dropped", "unreachable", "unknown")
+SYN = frozenset({"SYN"})
 MAX_CLASSES = 1024  # source classes walked per binding and host address (a bound, not a goal)
 
 
@@ -98,7 +99,8 @@ def _classified(b: Binding, pr: Probe, space: Sources, ctx) -> Verdict:
         done += [_class(st.sources, settled(st), ctx, space) for st in w.settled]
         if v is not None:
             done.append(_class(w.only or part, v, ctx, space))
-    done.sort(key=lambda c: c.sources.spans[0] if c.sources.spans else (0, 0))
+    if len(done) > 1:
+        done.sort(key=lambda c: c.sources.spans[0] if c.sources.spans else (0, 0))
     s = summarise(done, space)
     return Verdict(s.state, s.code, s.reason, s.rule, s.owner, tuple(done), s.exposure, s.allowed)
 
@@ -124,7 +126,7 @@ def _path(b, pr: Probe, daemon, rulesets, env, owners, client, forwarding, w=Non
         ctstate="NEW",
         dst_local=not routed,
         src_local=False,
-        tcp_flags=frozenset({"SYN"}),
+        tcp_flags=SYN,
         mss=MSS[b.family] if b.protocol == "tcp" else None,
     )
     pre = [("raw", "PREROUTING"), ("mangle", "PREROUTING")]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from exporter.path.fastcopy import replace
 from exporter.path.index import IndexedChain, IndexedRuleset
-from exporter.path.mangle import MUTATING, before_conntrack, carry, mangle, mangled, merge
+from exporter.path.mangle import MUTATING, before_conntrack, carry, mangle, merge
 from exporter.path.matching import (
     MAYBE,
     NO,
@@ -20,7 +20,7 @@ from exporter.path.matching import (
 )
 from exporter.path.outcome import STOPS, Fork, Outcome, Settled, combine
 from exporter.path.owner import policy_owner, rule_owner
-from exporter.path.relevance import PER_BINDING, chain_fields, rules_fields, src_cell
+from exporter.path.relevance import PER, chain_fields, plan, rules_fields, src_cell
 from exporter.path.sources import Sources
 from exporter.rules.model import Rule
 from exporter.rules.normalize import split_endpoint
@@ -50,7 +50,7 @@ class Walker:
         self.only: Sources | None = None  # the part of the client class still walking
         self.settled: list[Settled] = []  # the parts stopped on the way
         self.stale: tuple | None = None  # the last narrowing: (packet, part, narrowed packet)
-        self.returned: Outcome | None = None  # the last RETURN outcome (immutable: shared)
+        self.returned: Outcome | None = None  # the last RETURN outcome (shared)
 
     def hook(self, rulesets: list[IndexedRuleset], table: str, chain: str, p: Packet) -> Outcome:
         """Traverse `table`/`chain` in every backend, in hook priority order, the packet leaving
@@ -123,32 +123,34 @@ class Walker:
             pre = before_conntrack(table, irs.rs)
             o = self.enter(irs, table, chain, ch, replace(p, before_ct=True) if pre else p, 0)
             if o.verdict == "SPLIT":  # each part goes on through the other backends alone
-                out = []
+                out, same = [], True
                 for s, po in o.parts:
-                    stop, res = self._settle(irs, table, chain, po, result)
+                    q = None if po.verdict in STOPS else carry(self.narrow(p, s), po.out)
+                    stop, res = self._settle(irs, table, chain, po, result, q)
                     f = order if first is None and res and res.verdict in TRANSLATED else first
-                    rest = stop or self._hook(
-                        rulesets, k + 1, table, chain, carry(self.narrow(p, s), po.out), res, f
-                    )
+                    rest = stop or self._hook(rulesets, k + 1, table, chain, q, res, f)
                     out.append((s, rest))
-                return combine(out)
-            stop, result = self._settle(irs, table, chain, o, result)
+                    same = same and rest is po
+                return o if same else combine(out)  # o's parts are combined already
+            q = carry(p, o.out)
+            stop, result = self._settle(irs, table, chain, o, result, q)
             if stop:
                 return stop
-            p = carry(p, o.out)
+            p = q
             if first is None and result.verdict in TRANSLATED:
                 first = order
         if result is None:
             return Outcome("ACCEPT", out=p)
         return result if result.out is p else replace(result, out=p)
 
-    def _settle(self, irs, table: str, chain: str, o: Outcome, result: Outcome | None):
-        """One backend's outcome at a hook: (a stop, None) or (None, the hook's result so far)."""
+    def _settle(self, irs, table: str, chain: str, o: Outcome, result: Outcome | None, out):
+        """One backend's outcome at a hook: (a stop, None) or (None, the hook's result so far);
+        `out`: the packet as the backend lets it go."""
         if o.verdict == "RETURN":
             policy = irs.rs.tables[table].chains[chain].policy
             why = f"{table}/{chain} policy {policy} ({irs.rs.backend})"
             verdict = "DROP" if policy == "DROP" else "ACCEPT"
-            o = Outcome(verdict, why=why, owner=policy_owner(irs.rs), out=o.out)
+            o = Outcome(verdict, why=why, owner=policy_owner(irs.rs), out=out)
         if o.verdict in STOPS:
             return o, None
         if result is None:
@@ -194,9 +196,10 @@ class Walker:
             if res is not None:
                 return res
             p = p2
-        if self.returned is None or self.returned.out is not p:  # sub-chains share a packet
-            self.returned = Outcome("RETURN", out=p)
-        return self.returned
+        last = self.returned  # a remembered walk's outcome may carry another packet too
+        if last is None or carry(p, last.out) is not p:  # what `carry` takes from it differs
+            last = self.returned = Outcome("RETURN", out=p)
+        return last
 
     def _resume(self, irs, table: str, rules, i: int, p: Packet, depth: int, res: Outcome):
         """After a jump whose chain returned for some parts of the client class: those parts
@@ -222,7 +225,8 @@ class Walker:
             to = split_endpoint(r.target_opt("--to-destination") or "")
             if to is None:
                 return Outcome("UNKNOWN", r, why=f"{r.ref}: DNAT destination not understood"), p
-            return Outcome("DNAT", r, to, out=p), p
+            owner = rule_owner(r, self.env.user_chains, self.env.bridges)  # as `owned` would
+            return Outcome("DNAT", r, to, owner=owner, out=p), p
         if t == "REDIRECT" and table == "nat":
             return Outcome("REDIRECT", r, out=p), p
         if t in NAT_DONE and table == "nat":
@@ -243,21 +247,26 @@ class Walker:
         conntrack state: what `carry` takes from the outcome). See path.relevance."""
         tape = self.env.tape
         start = len(tape) if tape is not None else 0
-        fields, scope = chain_fields(irs, table, name), name
-        rules = self.candidates(table, name, sub, p)
-        tested = sub.rules  # all that the key's cell of a source address depends on
-        if fields is not None and type(p.dst) is Sources and PER_BINDING.intersection(fields):
+        rules, plans = self.candidates(table, name, sub, p), irs.plans
+        how = plans.get((table, name))
+        if how is None:
+            how = plans[(table, name)] = plan(chain_fields(irs, table, name))
+        scope, tested = name, sub.rules  # tested: all that a source address's cell depends on
+        if how is PER and type(p.dst) is Sources:
             # a reply to a client class: the few rules its interfaces select may not read the
             # per-binding fields that the others of the chain do
             scope = (name, p.dst, p.proto, p.dport, p.oif, p.iif)  # what selected them
-            fields, tested = rules_fields(irs, table, name, rules, scope[1:]), rules
-        if fields is None or PER_BINDING.intersection(fields):  # no other packet is the same
+            how, tested = plans.get((table, scope)), rules
+            if how is None:
+                how = plans[(table, scope)] = plan(rules_fields(irs, table, rules))
+        if type(how) is not tuple:  # no other packet is the same
             return self.run(irs, table, rules, 0, p, depth)
-        key = [id(irs), table, scope, mangled(p), p.untracked_by]
-        for f in fields:
-            v = getattr(p, f)
-            key.append(src_cell(irs, self.env.sets, table, scope, tested, v) if f == "src" else v)
-        key = tuple(key)
+        get, at = how
+        values = get(p)
+        if at is not None and type(values[at]) is str:
+            cell = src_cell(irs, self.env.sets, table, scope, tested, values[at])
+            values = (*values[:at], cell, *values[at + 1 :])
+        key = (id(irs), table, scope, values)
         o = self.env.memo.get(key)
         if o is None:
             o = self.env.memo[key] = self.run(irs, table, rules, 0, p, depth)
