@@ -57,6 +57,7 @@ def split_endpoint(spec: str) -> tuple[str, int | None] | None:
     return addr, int(port) if port else None
 
 
+@lru_cache(maxsize=1 << 16)  # conditions are shared (iptsave): so are their keys, made once
 def cond_key(c: Cond) -> tuple | None:
     if c.module in IGNORED_MODULES:
         return None
