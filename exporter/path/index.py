@@ -1,5 +1,7 @@
 """Chains indexed by exact destination address, (protocol, destination port) and interface, so
-a lookup visits the few rules that can concern a packet instead of scanning tens of thousands."""
+a lookup visits the few rules that can concern a packet instead of scanning tens of thousands.
+For a packet from a class of clients, rules whose source test (`-s`) none of them passes are
+left out too (Docker's MASQUERADE rules in nat POSTROUTING name its own subnets)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ class IndexedChain:
     (protocol, destination port), output or input interface. `candidates` returns, in order,
     the rules that can match a packet: the unbucketed ones and those of its buckets."""
 
-    __slots__ = ("by_dst", "by_iif", "by_oif", "by_port", "generic", "memo", "rules")
+    __slots__ = ("by_dst", "by_iif", "by_oif", "by_port", "generic", "memo", "rules", "sourced")
 
     def __init__(self, rules: tuple[Rule, ...]) -> None:
         self.rules = rules
@@ -29,6 +31,7 @@ class IndexedChain:
         self.by_oif: dict[str, list[int]] = {}
         self.by_iif: dict[str, list[int]] = {}
         self.memo: dict[tuple, tuple[Rule, ...]] = {}  # candidates per packet key
+        self.sourced = {i: t for i, r in enumerate(rules) if (t := _sources(r))}  # their -s
         buckets = {"dst": self.by_dst, "port": self.by_port, "oif": self.by_oif, "iif": self.by_iif}
         for i, r in enumerate(rules):
             kind, key = _index_key(r)
@@ -39,6 +42,8 @@ class IndexedChain:
 
     def candidates(self, p: Packet) -> tuple[Rule, ...]:
         key = LOOKUP(p)
+        if self.sourced and type(p.src) is Sources:
+            key = (key, p.src)
         hit = self.memo.get(key)
         if hit is None:
             if len(self.memo) >= 16384:  # an index lives as long as its chain is unchanged
@@ -59,7 +64,21 @@ class IndexedChain:
         _pick(extra, self.by_oif, p.oif)
         _pick(extra, self.by_iif, p.iif)
         hits = sorted([*self.generic, *extra]) if extra else self.generic
+        if self.sourced and type(p.src) is Sources:
+            tests, src = self.sourced, p.src
+            hits = [i for i in hits if i not in tests or all(src & t for t in tests[i])]
         return tuple(self.rules[i] for i in hits)
+
+
+def _sources(r: Rule) -> tuple[Sources, ...]:
+    """The addresses each of `r`'s source tests (`-s`, not negated) lets through."""
+    out = []
+    for c in r.conds:
+        if c.option == "-s" and not c.negated and c.values:
+            s = Sources.parse(c.values[0])
+            if s is not None:
+                out.append(s)
+    return tuple(out)
 
 
 def _pick(extra: list[int], bucket: dict, value) -> None:

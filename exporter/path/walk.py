@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from exporter.path.fastcopy import replace
 from exporter.path.index import IndexedChain, IndexedRuleset
-from exporter.path.mangle import MUTATING, before_conntrack, carry, mangle, merge
+from exporter.path.mangle import MUTATING, before_conntrack, carry, mangle, mangled, merge
 from exporter.path.matching import (
     MAYBE,
     NO,
@@ -31,6 +31,14 @@ NONTERMINAL = {"", "LOG", "NFLOG", "ULOG", "CHECKSUM", "TRACE", "SET", "CLASSIFY
 NAT_DONE = {"SNAT", "MASQUERADE", "NETMAP"}
 TRANSLATED = ("DNAT", "REDIRECT", "NAT")
 MAX_DEPTH, MAX_BRANCHES = 64, 32
+
+
+def alike(a: Outcome, b: Outcome) -> bool:
+    """The same outcome but for what `carry` does not take from its packet."""
+    return a is b or (
+        a.verdict == b.verdict and a.rule is b.rule and a.to == b.to and a.why == b.why
+        and a.owner == b.owner and a.parts == b.parts and mangled(a.out) == mangled(b.out)
+    )  # fmt: skip
 
 
 def idle(rulesets: list[IndexedRuleset], table: str, chain: str) -> bool:
@@ -130,7 +138,7 @@ class Walker:
                     f = order if first is None and res and res.verdict in TRANSLATED else first
                     rest = stop or self._hook(rulesets, k + 1, table, chain, q, res, f)
                     out.append((s, rest))
-                    same = same and rest is po
+                    same = same and alike(rest, po)
                 return o if same else combine(out)  # o's parts are combined already
             q = carry(p, o.out)
             stop, result = self._settle(irs, table, chain, o, result, q)
@@ -204,12 +212,13 @@ class Walker:
     def _resume(self, irs, table: str, rules, i: int, p: Packet, depth: int, res: Outcome):
         """After a jump whose chain returned for some parts of the client class: those parts
         (merged: one walk) carry on after the jump; the others have their outcome."""
-        out = []
+        out, same = [], True
         for s, o in res.parts:
             if o.verdict == "RETURN":
                 o = self.run(irs, table, rules, i, carry(self.narrow(p, s), o.out), depth)
+                same = False
             out.append((s, o))
-        return combine(out)
+        return res if same else combine(out)  # res's parts are combined already
 
     def apply(self, irs, table: str, r: Rule, p: Packet, depth: int):
         t = r.target
