@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from support.servicefix import fixture_snapshot, incident_rules
 
 from exporter.config import COMMON, SERVE, ConfigError, env_defaults
+from exporter.serve.collector import SnapshotCollector
 from exporter.serve.refresh import RefreshOptions
 from exporter.serve.service import ServeConfig, build_app, serve_config
+from exporter.web.app import SLICE
 from exporter.web.webconfig import WebConfig
 
 
@@ -131,6 +137,52 @@ async def test_custom_telemetry_path_and_gzip(aiohttp_client):
     assert r.status == 200 and r.headers.get("Content-Encoding") == "gzip"
     assert "docker_nat_port_state" in await r.text()  # the client decompresses
     assert (await client.get("/metrics")).status == 404
+
+
+def many_ports(n: int):
+    """The fixture snapshot with its ports repeated on `n` more host ports."""
+    snap = fixture_snapshot()
+    extra = tuple(
+        replace(p, binding=replace(p.binding, host_port=40000 + i))
+        for i in range(n)
+        for p in snap.ports[:1]
+    )
+    return replace(snap, ports=snap.ports + extra)
+
+
+async def test_a_body_larger_than_a_slice_arrives_whole(aiohttp_client):
+    """Bodies are sent as views of the cached bytes, SLICE at a time: all of them, in order."""
+    snap = many_ports(300)
+    client, holder, _ = await client_for(aiohttp_client, lambda o: snap)
+    plain = CollectorRegistry(auto_describe=False)
+    plain.register(SnapshotCollector(holder, 5000))
+    want = generate_latest(plain)
+    assert len(want) > 2 * SLICE
+    for encoding in ("identity", "gzip"):
+        r = await client.get(
+            "/metrics", headers={"Accept-Encoding": encoding}, auto_decompress=False
+        )
+        raw = await asyncio.wait_for(r.read(), 30)  # a short body would leave it waiting
+        assert int(r.headers["Content-Length"]) == len(raw)
+        assert (gzip.decompress(raw) if encoding == "gzip" else raw) == want
+    r = await client.head("/metrics")
+    assert r.status == 200 and await r.read() == b""
+
+
+def test_the_exporter_does_not_import_what_it_never_uses():
+    """A serving exporter with the docker SDK loaded holds no YAML writer for the `alerts`
+    command and none of requests' character-set guessers (3.5 MiB)."""
+    code = (
+        "import sys; from exporter.cli import main; from exporter.serve import service; "
+        "from exporter.sources.docker_api import client\n"
+        "try: client('unix:///nonexistent.sock', 1)\n"
+        "except Exception: pass\n"
+        "print(sorted({'docker', 'requests'} - set(sys.modules)), "
+        "[m for m in ('exporter.alerts', 'charset_normalizer', 'chardet') if sys.modules.get(m)])"
+    )
+    out = subprocess.run([sys.executable, "-W", "error::Warning", "-c", code],
+                         capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    assert out.stdout.strip() == "[] []", out.stderr
 
 
 def serve_values(**over):
