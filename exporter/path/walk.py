@@ -71,8 +71,9 @@ class Walker:
         packet the outcome's `out`); parts that go on differently raise Fork, and judge walks
         each of them."""
         whole = client_of(p)
-        if whole is not None and self.only is not None and whole != self.only:
-            p = self.narrow(p, self.only)
+        only = self.only
+        if whole is not None and only is not None and whole is not only and whole != only:
+            p = self.narrow(p, only)
         if idle(rulesets, table, chain):
             return Outcome("ACCEPT", out=p)
         o = self._hook(rulesets, 0, table, chain, p, None)
@@ -97,7 +98,7 @@ class Walker:
         """matching.narrow, the last one kept: a hook, the backends' loop and the rest of the
         chain after a split narrow one packet to one part (and _path hands one packet on)."""
         last = self.stale
-        if last is None or last[0] is not p or last[1] != part:
+        if last is None or last[0] is not p or (last[1] is not part and last[1] != part):
             last = self.stale = (p, part, narrow(p, part))
         return last[2]
 
