@@ -143,7 +143,10 @@ def _ruleset_changes(old: Ruleset, new: Ruleset) -> dict | None:
             return None
         if a.listed and list(a) != list(b):
             return None
-        for chain in sorted(a.seen):  # nothing else was looked up: nothing else mattered
+        # Nothing else was looked up, so nothing else mattered. Looking each up in the new
+        # table also records it there (`seen`): the kept verdicts read them too, and the next
+        # refresh's relevance and reuse go by what was looked up.
+        for chain in sorted(a.seen):
             x, y = a.get(chain), b.get(chain)
             if x is y:
                 continue
@@ -155,10 +158,13 @@ def _ruleset_changes(old: Ruleset, new: Ruleset) -> dict | None:
 
 
 def same_rule(x: Rule, y: Rule) -> bool:
-    """The same rule, wherever it stands in its chain."""
-    return x is y or (
-        x.text == y.text and x.conds == y.conds and x.target == y.target
-        and x.target_opts == y.target_opts and x.goto == y.goto and x.backend == y.backend
+    """The same rule, wherever it stands in its chain. Both come from lazily parsed chains
+    (changed_chains makes sure), where a rule is its line parsed: the same line, the same rule."""
+    if x.text and y.text:
+        return x.text == y.text and x.chain == y.chain and x.backend == y.backend
+    return x == y or (
+        x.conds == y.conds and x.target == y.target and x.target_opts == y.target_opts
+        and x.goto == y.goto and x.backend == y.backend
     )  # fmt: skip
 
 

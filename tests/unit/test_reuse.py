@@ -19,7 +19,7 @@ from bench import gen
 from exporter.docker.decode import DaemonHints, decode_state
 from exporter.path.analysis import analyse
 from exporter.rules.family import FamilyRules
-from exporter.rules.lazysave import parse_save_lazy, patch_ruleset
+from exporter.rules.lazysave import looked_at, parse_save_lazy, patch_ruleset
 from exporter.serve.state import RefreshState
 
 ADDRS = (("lo", "127.0.0.1"), ("eth0", gen.HOST_ADDR))
@@ -141,3 +141,22 @@ def test_one_dnat_deleted_walks_its_binding_alone_and_moves_the_others_positions
     ]
     assert sum(a != b for a, b in moved) == len(got.ports)  # the deleted one, the others moved
     assert "nat/DOCKER #" in moved[-1][0] and moved[-1][0] != moved[-1][1]
+
+
+def test_what_kept_verdicts_read_stays_looked_at() -> None:
+    # relevance (serve.relevance) skips changes to chains no analysis looked up: the chains
+    # behind a kept verdict must count as looked up in the new rules too
+    cache = RefreshState()
+    rs = parse_save_lazy(TEXT, "ipv4", "nf_tables")
+    state = state_of(DOC)
+    cache.analyse(state, family_rules(rs), ADDRS, None)
+    assert looked_at(rs, "filter", "DOCKER-USER") and looked_at(rs, "filter", "FORWARD")
+    new = "-p udp -m udp --dport 9 -j RETURN"  # no binding has that port
+    _, _, _, lines = changed(TEXT, (("nat", "DOCKER"), "insert", 0, new, 0))
+    rs = patch_ruleset(rs, {"nat": {"DOCKER": (None, lines)}})
+    cache.analyse(state, family_rules(rs), ADDRS, None)
+    assert cache.last.walked == 0
+    for chain in ("PREROUTING", "POSTROUTING", "KUBE-SERVICES", "KUBE-NODEPORTS"):
+        assert looked_at(rs, "nat", chain), chain
+    for chain in ("DOCKER-USER", "FORWARD", "DOCKER", "DOCKER-ISOLATION-STAGE-1"):
+        assert looked_at(rs, "filter", chain), chain
