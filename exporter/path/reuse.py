@@ -251,17 +251,21 @@ class Names:
         if self.pattern is None or all(a == b for m in moves.values() for a, b in m.items()):
             return v
 
-        def one(match) -> str:
-            got = moves.get(self.chains[match.group(1)], {}).get(int(match.group(2)))
-            if got is None:
-                raise _Unnamed
-            return f"{match.group(1)}{got}"
-
         def move(s: str) -> str:
             if self.pattern.search(s) is None:
                 return s
             if "`" in s:
                 raise _Unnamed
+
+            def one(match) -> str:
+                at = match.start()
+                if at > 0 and not s[at - 1].isspace():  # part of something else's name
+                    raise _Unnamed
+                got = moves.get(self.chains[match.group(1)], {}).get(int(match.group(2)))
+                if got is None:
+                    raise _Unnamed
+                return f"{match.group(1)}{got}"
+
             return self.pattern.sub(one, s)
 
         try:
