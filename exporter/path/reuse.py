@@ -45,6 +45,8 @@ class Trace:
     reads: tuple[tuple, ...]  # per binding, what its walks read (analysis.Ports)
     env: Env
     walked: int | None = None  # bindings walked again (None: all, a whole analysis)
+    # per binding, the (table, chain) names its walks looked up (None: not worked out yet)
+    looked: tuple = ()
 
 
 def traced(state, rules, host_addrs, clients=None, timings=None, net=None) -> Trace:
@@ -56,17 +58,18 @@ def traced(state, rules, host_addrs, clients=None, timings=None, net=None) -> Tr
 
 def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net=None):
     """The Trace of the new inputs, reusing `last` where its walks read nothing that changed;
-    None when that cannot be told (then analyse everything)."""
+    None when that cannot be told (then analyse everything). `timings` as analyse's, and
+    "changes": comparing the changed chains (parsing the new ones)."""
     s0, r0, a0, c0, n0 = last.inputs
     if a0 != host_addrs or c0 != clients or n0 != net or s0 != state:
         return None
+    lap = Laps(timings)
     changed = changed_chains(r0, rules)
+    lap("changes")  # the chains read again, compared (and parsed) here
     if changed is None:
         return None
     inputs = (state, rules, host_addrs, clients, net)
-    if not any(changed.values()):
-        return replace(last, inputs=inputs, walked=0)
-    lap, a = Laps(timings), last.analysis
+    a = last.analysis
     readable, nft_unread = readable_rules(state, rules)
     exp = _present_again(a, state, rules, changed)
     lap("expect")
@@ -74,17 +77,21 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
     if port_of.env != last.env:
         return None
     shared_was, names = a.jumps + a.bridge_rules, {f: Names(d) for f, d in changed.items()}
-    ports, reads, walked = [], [], 0
-    for b, own, was, read in zip(state.bindings, exp.per_binding, a.ports, last.reads,
-                                 strict=True):  # fmt: skip
+    same_shared = exp.jumps is a.jumps and exp.bridge_rules is a.bridge_rules
+    ports, reads, walked, again_ = [], [], 0, set()
+    for i, (b, own, was, read) in enumerate(zip(state.bindings, exp.per_binding, a.ports,
+                                                last.reads, strict=True)):  # fmt: skip
         kept = None
-        if missing(b, own, port_of.shared) == missing(b, was.rules, shared_was):
+        if (own is was.rules and same_shared) or missing(b, own, port_of.shared) == missing(
+            b, was.rules, shared_was
+        ):
             irs = port_of.indexed.get(b.family)
             ch = changed.get(b.family, {})
             kept = _kept(was.verdict, read, ch, irs, names.get(b.family))
         if kept is None:
             port, read = port_of(b, own)
             walked += 1
+            again_.add(i)
         else:
             v, read = kept
             port = was if v is was.verdict and own is was.rules else PortReport(b, v, own)
@@ -99,7 +106,55 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
             stale += [s for s in a.stale if s.family == f]
     lap("stale")
     new = Analysis(tuple(ports), exp.jumps, exp.bridge_rules, tuple(stale))
-    return Trace(inputs, new, tuple(reads), port_of.env, walked)
+    looked = _looked_up(last.looked, reads, again_)
+    _mark_looked(r0, rules, new, state, looked)
+    return Trace(inputs, new, tuple(reads), port_of.env, walked, looked)
+
+
+def _looked_up(was: tuple, reads: list | tuple, walked: set) -> tuple:
+    """Per binding, the (table, chain) names its walks looked up: the kept bindings' as they
+    were (their walks read rules of the same content, so the same chains)."""
+    interned: dict = {}
+    out = []
+    for i, read in enumerate(reads):
+        x = was[i] if was and i not in walked else None
+        out.append(x if x is not None else _names(read, interned))
+    return tuple(out)
+
+
+def _names(reads: tuple, interned: dict) -> frozenset:
+    """The chains on a binding's tape, and the targets of their candidate rules (a jump to a
+    chain that is not there is a lookup too)."""
+    out = set()
+    for table, name, _, rules in reads:
+        if table is None:
+            out |= name
+            continue
+        out.add((table, name))
+        out.update((table, r.target) for r in rules)
+    got = frozenset(out)
+    return interned.setdefault(got, got)
+
+
+def _mark_looked(r0, r1, a: Analysis, state, looked: tuple) -> None:
+    """Record in the new rules' tables what a whole analysis of them would have looked up
+    (lazysave's `seen`: relevance and the next reuse go by it): the walks' (`looked`), the
+    expected rules' chains, the stale rules'."""
+    names: dict[str, set] = {f: set(STALE_CHAINS) for f in r1}
+    for f in names:
+        distinct = {id(x): x for b, x in zip(state.bindings, looked, strict=True) if b.family == f}
+        names[f] = names[f].union(*distinct.values())
+    evidence = [*a.jumps, *a.bridge_rules, *(e for p in a.ports for e in p.rules)]
+    for e in evidence:
+        names.setdefault(e.expected.family, set()).add((e.expected.table, e.expected.chain))
+    for f, fr in r1.items():
+        for old, new in zip(r0[f].rulesets, fr.rulesets, strict=True):
+            for tname, t in new.tables.items() if old is not new else ():
+                was = old.tables.get(tname)
+                if was is not None and was.chains is t.chains:
+                    continue
+                if isinstance(t.chains, LazyChains):
+                    t.chains.seen.update(c for tb, c in names.get(f, ()) if tb == tname)
 
 
 def changed_chains(r0: dict[str, FamilyRules], r1: dict[str, FamilyRules]):
@@ -143,17 +198,23 @@ def _ruleset_changes(old: Ruleset, new: Ruleset) -> dict | None:
             return None
         if a.listed and list(a) != list(b):
             return None
-        # Nothing else was looked up, so nothing else mattered. Looking each up in the new
-        # table also records it there (`seen`): the kept verdicts read them too, and the next
-        # refresh's relevance and reuse go by what was looked up.
-        for chain in sorted(a.seen):
-            x, y = a.get(chain), b.get(chain)
-            if x is y:
-                continue
-            if x is None or y is None or x.policy != y.policy:
-                return None
-            if len(x.rules) != len(y.rules) or not all(map(same_rule, x.rules, y.rules)):
-                out[(name, chain)] = (x, y)
+        # Nothing else was looked up, so nothing else mattered. Looking up here is not what
+        # the new analysis looks up (again() records that): `seen` is left as it was.
+        seen, absent = set(b.seen), set()
+        try:
+            for chain in sorted(a.seen):
+                x, y = a.get(chain), b.get(chain)
+                if y is None:  # lazysave answers it from then on without recording it
+                    absent.add(chain)
+                if x is y:
+                    continue
+                if x is None or y is None or x.policy != y.policy:
+                    return None
+                if len(x.rules) != len(y.rules) or not all(map(same_rule, x.rules, y.rules)):
+                    out[(name, chain)] = (x, y)
+        finally:
+            b.seen.clear()
+            b.seen.update(seen | absent)
     return out
 
 

@@ -119,8 +119,29 @@ def test_incremental_analysis_equals_a_whole_one(steps) -> None:
             rs = parse_save_lazy(text, "ipv4", "nf_tables", rs)
         state = state_of(doc)
         got = cache.analyse(state, family_rules(rs), ADDRS, None)
-        want = analyse(state, family_rules(parse_save_lazy(text, "ipv4", "nf_tables")), ADDRS)
+        fresh = parse_save_lazy(text, "ipv4", "nf_tables")
+        want = analyse(state, family_rules(fresh), ADDRS)
         assert got == want
+        unmarked(text, fresh, rs, state, want)
+
+
+TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "SNAT", "MASQUERADE", "MARK", ""}
+
+
+def unmarked(text: str, fresh, rs, state, want) -> None:
+    """What a whole analysis looked up and the incremental one's rules do not say was looked
+    up (relevance skips changes to such chains) must not matter: a DROP at its top changes
+    nothing."""
+    for table, t in fresh.tables.items():
+        for chain in sorted(t.chains.seen - rs.tables[table].chains.seen - TARGETS):
+            lines = text.split("\n")
+            start = lines.index(f"*{table}")
+            at = next(i for i in range(start, len(lines)) if lines[i].startswith("-A "))
+            lines.insert(at, f"-A {chain} -j DROP")
+            if f":{chain} " not in text:
+                lines.insert(start + 1, f":{chain} - [0:0]")
+            other = parse_save_lazy("\n".join(lines), "ipv4", "nf_tables")
+            assert analyse(state, family_rules(other), ADDRS) == want, (table, chain)
 
 
 def test_one_dnat_deleted_walks_its_binding_alone_and_moves_the_others_positions() -> None:
@@ -160,3 +181,26 @@ def test_what_kept_verdicts_read_stays_looked_at() -> None:
         assert looked_at(rs, "nat", chain), chain
     for chain in ("DOCKER-USER", "FORWARD", "DOCKER", "DOCKER-ISOLATION-STAGE-1"):
         assert looked_at(rs, "filter", chain), chain
+
+
+def test_a_chain_only_a_walked_again_binding_read_stops_being_looked_at() -> None:
+    # the DNAT gone, its port falls back to the host and reads filter INPUT; once the DNAT is
+    # back and filter is read again (an INPUT change), INPUT changes must cost nothing again
+    cache, state = RefreshState(), state_of(DOC)
+    rs = parse_save_lazy(TEXT, "ipv4", "nf_tables")
+    cache.analyse(state, family_rules(rs), ADDRS, None)
+    _, docker = chain_lines(TEXT, "nat", "DOCKER")
+    nat = [TEXT.split("\n")[j] for j in docker]
+    first = next(i for i, ln in enumerate(nat) if "DNAT" in ln)
+    for lines in (nat[:first] + nat[first + 1 :], nat):
+        rs = patch_ruleset(rs, {"nat": {"DOCKER": (None, tuple(lines))}})
+        cache.analyse(state, family_rules(rs), ADDRS, None)
+        assert cache.last.walked == 1
+    assert looked_at(rs, "filter", "INPUT")  # the same filter table: as before this work
+    rs = patch_ruleset(
+        rs, {"filter": {"INPUT": ("ACCEPT", ("-A INPUT -s 198.51.100.1/32 -j DROP",))}}
+    )
+    cache.analyse(state, family_rules(rs), ADDRS, None)
+    assert cache.last.walked == 0
+    assert not looked_at(rs, "filter", "INPUT")
+    assert looked_at(rs, "filter", "FORWARD") and looked_at(rs, "filter", "DOCKER-USER")
