@@ -131,7 +131,10 @@ def _names(reads: tuple, interned: dict) -> frozenset:
             out |= name
             continue
         out.add((table, name))
-        out.update((table, r.target) for r in rules)
+        targets = interned.get(id(rules))  # candidate tuples are shared between bindings
+        if targets is None:
+            targets = interned[id(rules)] = {(table, r.target) for r in rules}
+        out |= targets
     got = frozenset(out)
     return interned.setdefault(got, got)
 
