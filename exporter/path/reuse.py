@@ -108,6 +108,7 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
     new = Analysis(tuple(ports), exp.jumps, exp.bridge_rules, tuple(stale))
     looked = _looked_up(last.looked, reads, again_)
     _mark_looked(r0, rules, new, state, looked)
+    lap("looked")  # what relevance goes by, recorded
     return Trace(inputs, new, tuple(reads), port_of.env, walked, looked)
 
 
