@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from functools import lru_cache
 
-from exporter.rules.model import Chain, Cond, Rule, Ruleset, Table
+from exporter.rules.model import IPTABLES_TABLES, Chain, Cond, Rule, Ruleset, Table
 
 CORE_OPTIONS = {
     "-p": "-p", "--protocol": "-p",
@@ -116,6 +116,8 @@ def _line(b: _Builder, no: int, line: str) -> None:
         name = line[1:].strip()
         if not name.isidentifier():
             raise ValueError("bad table name")
+        if name not in IPTABLES_TABLES:  # a garbled name would hide that table's rules
+            raise ValueError(f"unknown table {name!r} (iptables has {', '.join(IPTABLES_TABLES)})")
         b.table = name
         b.tables.setdefault(name, {})
         b.policies.setdefault(name, {})

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from exporter.rules import iptsave
 from exporter.rules.iptsave import INCOMPATIBLE, ParseError
-from exporter.rules.model import Chain, Cond, Rule, Ruleset, Table
+from exporter.rules.model import IPTABLES_TABLES, Chain, Cond, Rule, Ruleset, Table
 
 # A line the fast path does not handle (not a rule `-A ...`, a declaration `:CHAIN POLICY`, a
 # `*table`, a comment, COMMIT or empty): its presence sends the text to the eager parser.
@@ -282,7 +282,12 @@ def _tables(text: str) -> list[tuple[str, tuple[int, int], int]] | None:
         eol = text.find("\n", head)
         end = text.find("\nCOMMIT", eol)
         name = text[head + 1 : eol]
-        if end < 0 or name in seen or text.find("\n*", eol, end) >= 0:
+        if (
+            end < 0
+            or name in seen
+            or name not in IPTABLES_TABLES
+            or text.find("\n*", eol, end) >= 0
+        ):
             return None
         if set(_RULE_CHAIN.findall(text, eol, end)) - set(_DECLARED.findall(text, eol, end)):
             return None  # a rule of an undeclared chain: the eager parser says what is wrong

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 FAMILIES = ("ipv4", "ipv6")
 
 
+IPTABLES_TABLES = ("filter", "nat", "raw", "mangle", "security")  # all iptables has
+
+
 @dataclass(frozen=True, slots=True)
 class Cond:
     """One match condition, e.g. `! -i docker0` → Cond("-i", ("docker0",), True, "")."""

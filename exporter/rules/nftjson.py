@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
-from exporter.rules.model import Chain, Cond, Rule, Ruleset, Table
+from exporter.rules.model import IPTABLES_TABLES, Chain, Cond, Rule, Ruleset, Table
 from exporter.rules.nftexpr import CHAIN_PREFIX, UNKNOWN, translate
 from exporter.rules.nftmatch import TableSets, address_elements, set_name
 from exporter.rules.nftprint import rule_text
 
 TABLE_FAMILIES = {"ip": ("ipv4",), "ip6": ("ipv6",), "inet": ("ipv4", "ipv6")}
-IPTABLES_TABLES = ("filter", "nat", "raw", "mangle", "security")  # owned by iptables-nft
 WALKED_HOOKS = ("ingress", "prerouting", "input", "forward", "postrouting")
 # Priorities of the iptables tables at their hooks (NF_IP_PRI_*), which `order` is relative to.
 RAW, MANGLE, DSTNAT, FILTER = -300, -150, -100, 0
