@@ -31,7 +31,8 @@ MESSAGES = {
     32: ("rule", "added"), 33: ("rule", "deleted"), 80: ("forwarding", "changed"),
     81: ("forwarding", "changed"),
 }  # fmt: skip
-NLMSG_ERROR, NLMSG_OVERRUN = 2, 4
+NLMSG_ERROR, NLMSG_DONE, NLMSG_OVERRUN = 2, 3, 4
+RTM_GETLINK, NLM_F_DUMP_REQUEST = 18, 0x301  # NLM_F_REQUEST | NLM_F_DUMP
 IFF_UP, IFLA_IFNAME, RTA_DST, RTM_F_CLONED = 0x1, 3, 1, 0x200
 RT_SCOPE_LINK, RTN_MULTICAST = 253, 5
 LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
@@ -61,9 +62,38 @@ def subscribe() -> socket.socket:
     return sock
 
 
-def describe(data: bytes) -> list[str]:
+def link_states() -> dict[int, bool]:
+    """Every link of this namespace: interface index → up (an RTM_GETLINK dump, read-only);
+    raises OSError."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+        sock.settimeout(5)
+        sock.bind((0, 0))
+        req = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        sock.send(
+            _HEADER.pack(_HEADER.size + len(req), RTM_GETLINK, NLM_F_DUMP_REQUEST, 1, 0) + req
+        )
+        links: dict[int, bool] = {}
+        while True:
+            data, at = sock.recv(1 << 16), 0
+            while at + _HEADER.size <= len(data):
+                length, mtype, _, _, _ = _HEADER.unpack_from(data, at)
+                if mtype == NLMSG_DONE or length < _HEADER.size:
+                    return links
+                if mtype == NLMSG_ERROR:
+                    raise OSError("rtnetlink link dump refused")
+                body = data[at + _HEADER.size : at + length]
+                if mtype == 16 and len(body) >= _IFINFO.size:
+                    _, _, index, flags, _ = _IFINFO.unpack_from(body)
+                    links[index] = bool(flags & IFF_UP)
+                at += (length + 3) & ~3
+
+
+def describe(data: bytes, links: dict[int, bool] | None = None) -> list[str]:
     """What the messages in one datagram changed (`link docker0 down`, `route 172.17.0.0/24
-    added`); a message not understood is "network changed"."""
+    added`); a message not understood is "network changed". `links` (interface index → up),
+    when given, is the links' last known state, kept up to date: a link message that leaves a
+    link as up or down as it was (the kernel sends them for carrier, statistics and bridge
+    port changes too) changes nothing."""
     out: list[str] = []
     at = 0
     while at + _HEADER.size <= len(data):
@@ -75,18 +105,25 @@ def describe(data: bytes) -> list[str]:
         if mtype in (NLMSG_ERROR, NLMSG_OVERRUN):
             out.append("network changed")
         elif mtype in MESSAGES:
-            text = _message(mtype, body)
+            text = _message(mtype, body, links)
             if text:
                 out.append(text)
     return out
 
 
-def _message(mtype: int, body: bytes) -> str:
+def _message(mtype: int, body: bytes, links: dict[int, bool] | None = None) -> str:
     what, how = MESSAGES[mtype]
     if what == "link" and len(body) >= _IFINFO.size:
-        _, _, _, flags, _ = _IFINFO.unpack_from(body)
+        _, _, index, flags, _ = _IFINFO.unpack_from(body)
+        up = bool(flags & IFF_UP)
+        if links is not None:
+            was = links.pop(index, None) if how == "deleted" else links.get(index)
+            if how != "deleted":
+                links[index] = up
+                if was == up:
+                    return ""
         name = _attr(body[_IFINFO.size :], IFLA_IFNAME).rstrip(b"\0").decode("utf-8", "replace")
-        state = "deleted" if how == "deleted" else "up" if flags & IFF_UP else "down"
+        state = "deleted" if how == "deleted" else "up" if up else "down"
         return f"link {name or '?'} {state}"
     if what == "address" and len(body) >= _IFADDR.size:
         return "" if _IFADDR.unpack_from(body)[3] == RT_SCOPE_LINK else f"address {how}"

@@ -23,6 +23,7 @@ from exporter.sources.docker_api import client
 from exporter.sources.nftnl import subscribe
 from exporter.sources.nftwatch import SETTLE
 from exporter.sources.rtnl import describe
+from exporter.sources.rtnl import link_states as rtnl_link_states
 from exporter.sources.rtnl import subscribe as subscribe_rtnl
 from exporter.sources.run import which
 
@@ -200,16 +201,22 @@ class NetEvents:
         self.notify = notify
         self.sock: socket.socket | None = None
         self.logged = False
+        self.links: dict[int, bool] = {}  # interface index → up, as last seen
 
     @staticmethod
     def open() -> socket.socket:
         return subscribe_rtnl()
+
+    @staticmethod
+    def link_states() -> dict[int, bool]:
+        return rtnl_link_states()
 
     async def run(self) -> None:
         loop, failures = asyncio.get_running_loop(), 0
         while True:
             try:
                 self.sock = self.open()
+                self.links = self.link_states()
                 if failures:  # a gap: a change may have been missed
                     self.notify("link and route notifications started again")
                 while True:
@@ -219,8 +226,9 @@ class NetEvents:
                         if exc.errno != errno.ENOBUFS:
                             raise
                         whats = ["network changed (notifications lost)"]
+                        self.links = self.link_states()
                     else:
-                        whats = describe(data)
+                        whats = describe(data, self.links)
                     failures = 0
                     if whats:
                         more = f" and {len(whats) - 1} more" if len(whats) > 1 else ""

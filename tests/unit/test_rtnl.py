@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 
 import pytest
 
 from exporter.sources import watch
-from exporter.sources.rtnl import describe
+from exporter.sources.rtnl import describe, link_states
 from exporter.sources.watch import NetEvents
 
 # Messages a 6.x kernel multicast in a scratch namespace (`ip link set br7 down`, `ip route add
@@ -102,6 +103,29 @@ def test_what_a_batch_of_messages_changed(data, said):
     assert describe(data) == said
 
 
+def br7_index() -> int:
+    return struct.unpack_from("=BxHiII", LINK_DOWN, 16)[2]
+
+
+def test_a_link_message_that_leaves_the_link_as_it_was_changes_nothing():
+    # the kernel sends link messages for carrier, statistics and bridge port changes too:
+    # a veth of every container, after each start, without anything changing on the path
+    i = br7_index()
+    links = {i: True}
+    assert describe(LINK_UP, links) == [] and links == {i: True}
+    assert describe(LINK_DOWN, links) == ["link br7 down"] and links == {i: False}
+    assert describe(LINK_DOWN, links) == []
+    assert describe(LINK_UP, links) == ["link br7 up"] and links == {i: True}
+    unknown: dict[int, bool] = {}
+    assert describe(LINK_UP, unknown) == ["link br7 up"] and unknown == {i: True}
+
+
+def test_the_link_dump_is_every_link_of_the_namespace():
+    links = link_states()
+    assert set(links) == {i for i, _ in socket.if_nameindex()}
+    assert links[socket.if_nametoindex("lo")] is True
+
+
 class Feed:
     """NetEvents' socket: a datagram socket pair standing in for rtnetlink."""
 
@@ -125,6 +149,7 @@ async def test_a_change_asks_for_a_refresh_with_what_changed(monkeypatch):
     feed, asked = Feed(), []
     events = NetEvents(asked.append)
     monkeypatch.setattr(events, "open", feed.open)
+    monkeypatch.setattr(events, "link_states", dict)  # br7 not known yet
     task = asyncio.create_task(events.run())
     try:
         await asyncio.sleep(0.01)
