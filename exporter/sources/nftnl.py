@@ -24,14 +24,21 @@ NLM_F_REQUEST, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
 
 def subscribe() -> socket.socket:
     """A non-blocking socket receiving every nf_tables change notification; raises OSError."""
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    return listen(NETLINK_NETFILTER, (NFNLGRP_NFTABLES,), RCVBUF)
+
+
+def listen(protocol: int, groups: tuple[int, ...], rcvbuf: int) -> socket.socket:
+    """A non-blocking netlink socket of `protocol` joined to multicast `groups`, its receive
+    buffer `rcvbuf` where allowed; raises OSError."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
     try:
         for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):  # FORCE needs CAP_NET_ADMIN
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, opt, RCVBUF)
+                sock.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
                 break
         sock.bind((0, 0))
-        sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NFNLGRP_NFTABLES)
+        for group in groups:
+            sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
         sock.setblocking(False)
     except OSError:
         sock.close()

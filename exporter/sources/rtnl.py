@@ -13,14 +13,14 @@ address detection ends), which neither a remote client nor a container subnet us
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import socket
 import struct
 
+from exporter.sources.nftnl import listen
+
 NETLINK_ROUTE = 0
-SOL_NETLINK, NETLINK_ADD_MEMBERSHIP = 270, 1
-SO_RCVBUFFORCE, RCVBUF = 33, 1 << 20
+RCVBUF = 1 << 20
 # RTNLGRP_*: LINK, IPV4_IFADDR, IPV4_ROUTE, IPV4_RULE, IPV6_IFADDR, IPV6_ROUTE, IPV6_RULE,
 # IPV4_NETCONF, IPV6_NETCONF
 GROUPS = (1, 5, 7, 8, 9, 11, 19, 24, 25)
@@ -46,20 +46,7 @@ _IFADDR = struct.Struct("=BBBBI")  # struct ifaddrmsg
 def subscribe() -> socket.socket:
     """A non-blocking socket receiving every link, address, route, rule and netconf change
     notification; raises OSError."""
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-    try:
-        for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):  # FORCE needs CAP_NET_ADMIN
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, opt, RCVBUF)
-                break
-        sock.bind((0, 0))
-        for group in GROUPS:
-            sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    return listen(NETLINK_ROUTE, GROUPS, RCVBUF)
 
 
 def link_states() -> dict[int, bool]:

@@ -107,6 +107,18 @@ def netns() -> Iterator[Netns]:
         yield ns
 
 
+@contextlib.contextmanager
+def docker_v4_namespace(prefix: str) -> Iterator[Netns]:
+    """A namespace `prefix`… holding Docker 20.10's IPv4 rules and its bridges (up, with their
+    routes), IPv4 forwarding on, as dockerd leaves them."""
+    require_root_tools("iptables-nft-restore")
+    with namespace(fresh_name(prefix)) as ns:
+        ns.run(["iptables-nft-restore"], input=IPTABLES_V4)
+        docker_bridges(ns)
+        ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+        yield ns
+
+
 @pytest.fixture
 def docker() -> Iterator[FakeDocker]:
     with FakeDocker() as fake:

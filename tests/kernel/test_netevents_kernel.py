@@ -10,14 +10,10 @@ specific route that takes web's subnet elsewhere (a VPN's), must each turn web's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import test_faults
 from support.exporterproc import states
-from support.faultkit import docker_bridges
-from support.netns import Netns, fresh_name, namespace
-from test_faults import DEADLINE, IPTABLES_V4, healthy, require_root_tools, start
+from test_faults import DEADLINE, docker_v4_namespace, healthy, start
 
 pytestmark = pytest.mark.slow
 exporters, docker = test_faults.exporters, test_faults.docker
@@ -26,12 +22,8 @@ INTERVAL = "600s"  # far beyond DEADLINE: no interval refresh comes during the t
 
 
 @pytest.fixture
-def netns() -> Iterator[Netns]:
-    require_root_tools("iptables-nft-restore")
-    with namespace(fresh_name("dnenet")) as ns:
-        ns.run(["iptables-nft-restore"], input=IPTABLES_V4)
-        docker_bridges(ns)
-        ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+def netns():
+    with docker_v4_namespace("dnenet") as ns:
         yield ns
 
 

@@ -13,9 +13,7 @@ import time
 import pytest
 import test_faults
 from support.exporterproc import Scrape, select, states
-from support.faultkit import docker_bridges
-from support.netns import fresh_name, namespace
-from test_faults import DEADLINE, IPTABLES_V4, healthy, require_root_tools, start
+from test_faults import DEADLINE, docker_v4_namespace, healthy, start
 
 pytestmark = pytest.mark.slow
 exporters, docker = test_faults.exporters, test_faults.docker
@@ -25,13 +23,7 @@ QUIET = 2.0  # seconds given to a refresh that should not come: 10 debounces
 
 @pytest.fixture
 def netns():
-    """Docker 20.10's IPv4 rules and its bridges (up, with their routes), as dockerd leaves
-    them."""
-    require_root_tools("iptables-nft-restore")
-    with namespace(fresh_name("dnerlv")) as ns:
-        ns.run(["iptables-nft-restore"], input=IPTABLES_V4)
-        docker_bridges(ns)
-        ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+    with docker_v4_namespace("dnerlv") as ns:
         yield ns
 
 
