@@ -11,6 +11,7 @@ from exporter.rules.lazysave import looked_at
 from exporter.rules.model import FAMILIES
 from exporter.rules.nftjson import is_native
 from exporter.serve.gcpause import gc_paused
+from exporter.serve.overlap import Started
 from exporter.serve.snapshot import Snapshot, assess
 from exporter.serve.state import RefreshState
 from exporter.sources.chains import reread
@@ -83,39 +84,50 @@ def _with_stale_read(opts: RefreshOptions, state: RefreshState, r: Readings) -> 
 
 
 def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Readings:
-    """Docker, every backend's rules, the host's addresses and (when due) its facts, now."""
+    """Docker, every backend's rules, the host's addresses and (when due) its facts, now. The
+    reads overlap (serve.overlap): each starts at once but the native nftables read, which
+    waits for the rules' (it needs to know which families iptables-nft read), and the daemon
+    start, which waits for Docker's pid. `timings` holds each read's own duration. The state
+    is read before the threads start and updated after they are joined, here."""
     started, t0 = clock(), time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def timed(name, fn, *args):
-        t = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            timings[name] = time.perf_counter() - t
-
-    raw, docker_error = None, ""
-    try:
-        raw = timed("docker", read_docker, opts.docker_host, opts.docker_timeout, opts.host_root)
-    except DockerError as exc:
-        docker_error = str(exc)
-    reads = {fam: timed(f"rules_{fam}", _read_rules, opts, state, fam) for fam in FAMILIES}
+    stale = {fam: state.changed_chains(fam) for fam in FAMILIES}
+    iptc, timeout = opts.reader == "iptc", opts.command_timeout
+    docker = Started(_docker, opts)
+    rules = {
+        fam: Started(read_family, fam, timeout, iptc, state.saves[fam], stale[fam])
+        for fam in FAMILIES
+    }  # each family's thread alone touches its state.saves and state.stale entries
+    ipsets_read = Started(read_ipsets, timeout)
+    addrs_read = Started(host_addresses, timeout)
+    net_read = Started(read_netstate, timeout)
+    facts = Started(_iptables_facts, opts) if opts.host_facts and state.host_due() else None
+    daemon = Started(_daemon_start, opts, docker, facts, state.host) if opts.host_facts else None
+    reads = {fam: job.result() for fam, job in rules.items()}
+    for fam, r in reads.items():
+        state.rules_read(fam, stale[fam] is None, "nf_tables" in r.texts)
     # Native nftables tables (Docker 29's nftables backend, any other firewall's): every family's
     # rules include them; iptables-nft's own tables are left to iptables-nft-save.
     nft_read = frozenset(f for f, r in reads.items() if "nf_tables" in r.texts)
-    # reused while `nft monitor` saw no change to a native table
-    native = timed("rules_nft", state.native.read, read_native, opts.command_timeout, nft_read)
-    ipsets = timed("ipsets", read_ipsets, opts.command_timeout)
-    addrs = timed("host_addresses", host_addresses, opts.command_timeout)
-    net = timed("host_net", read_netstate, opts.command_timeout)
+    t = time.perf_counter()  # reused while `nft monitor` saw no change to a native table
+    try:
+        native = state.native.read(read_native, timeout, nft_read)
+    finally:
+        nft_seconds = time.perf_counter() - t
+    raw, docker_error = docker.result()
+    ipsets, addrs, net = ipsets_read.result(), addrs_read.result(), net_read.result()
     host, host_error = None, ""
-    if opts.host_facts:
-        if state.host_due():  # the expensive part: package databases, the -C self-test
-            iptables, host_error = timed("hostfacts", _iptables_facts, opts)
-            state.host_read(iptables)
-        # the cheap part, every refresh: a daemon restart shows at once
-        pid = raw.hints.pid if raw is not None else None
-        host = timed("daemon_start", _with_daemon_start, opts, state.host, pid)
+    if facts is not None:
+        iptables, host_error = facts.result()
+        state.host_read(iptables)
+    if daemon is not None:
+        host = daemon.result()
+    timings = {"docker": docker.seconds, **{f"rules_{f}": rules[f].seconds for f in FAMILIES}}
+    timings.update(rules_nft=nft_seconds, ipsets=ipsets_read.seconds,
+                   host_addresses=addrs_read.seconds, host_net=net_read.seconds)  # fmt: skip
+    if facts is not None:
+        timings["hostfacts"] = facts.seconds
+    if daemon is not None:
+        timings["daemon_start"] = daemon.seconds
     warnings = tuple(w for r in reads.values() for w in r.warnings)
     warnings += tuple(w for w in (native.error, *native.warnings) if w)
     warnings += net.errors
@@ -126,13 +138,12 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     )
 
 
-def _read_rules(opts: RefreshOptions, state: RefreshState, family: str):
-    """The family's rules: the chains changed since the last read, when the change feed says
-    which, else everything."""
-    stale = state.changed_chains(family)
-    r = read_family(family, opts.command_timeout, opts.reader == "iptc", state.saves[family], stale)
-    state.rules_read(family, stale is None, "nf_tables" in r.texts)
-    return r
+def _docker(opts: RefreshOptions):
+    """(raw Docker state, "") or (None, the error)."""
+    try:
+        return read_docker(opts.docker_host, opts.docker_timeout, opts.host_root), ""
+    except DockerError as exc:
+        return None, str(exc)
 
 
 def _uses_sets(reads) -> bool:
@@ -148,8 +159,13 @@ def _iptables_facts(opts: RefreshOptions):
     return read_iptables_facts(host_root=opts.host_root, self_test=opts.self_test), ""
 
 
-def _with_daemon_start(opts: RefreshOptions, iptables, pid: int | None):
-    """HostFacts: the cached iptables facts with the boot and dockerd start times read now."""
+def _daemon_start(opts: RefreshOptions, docker: Started, facts: Started | None, iptables):
+    """HostFacts: the iptables facts (read now when `facts`, else the cached `iptables`) with
+    the boot and dockerd start times read now, once Docker's pid is known."""
+    raw, _ = docker.result()
+    if facts is not None:
+        iptables, _ = facts.result()
     if iptables is None:
         return None
+    pid = raw.hints.pid if raw is not None else None
     return HostFacts(iptables, *read_daemon_start(opts.host_root, pid))
