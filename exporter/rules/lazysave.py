@@ -2,8 +2,9 @@
 
 A host with kube-proxy holds tens of thousands of nat rules in chains no Docker port ever
 reaches; parsing them all cost more than running `iptables-save`. `parse_save_lazy` checks the
-text's structure with a few C-speed scans (every line of a known kind, every chain
-declared), then finds and parses a chain's rules the first time
+text's structure with a few C-speed scans (every line of a known kind, every chain declared:
+`savesplit`, which a live read feeds as the text arrives, so `parse_split` finds it done),
+then finds and parses a chain's rules the first time
 the chain is asked for (`str.find` on "\\n-A NAME"). Anything unusual in the structure (counters,
 stray lines, a table without COMMIT, an incompatible table) falls back to the eager parser, so
 its errors stay exactly as `iptsave.parse_save` reports them.
@@ -16,22 +17,15 @@ read; its error is listed by `rule_errors` (chains never read are never checked)
 from __future__ import annotations
 
 import gc
-import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 from exporter.rules import iptsave
-from exporter.rules.iptsave import INCOMPATIBLE, ParseError
-from exporter.rules.model import IPTABLES_TABLES, Chain, Cond, Rule, Ruleset, Table
+from exporter.rules.iptsave import ParseError
+from exporter.rules.model import Chain, Cond, Rule, Ruleset, Table
+from exporter.rules.savesplit import DECLARED, Tables, split_save
 
-# A line the fast path does not handle (not a rule `-A ...`, a declaration `:CHAIN POLICY`, a
-# `*table`, a comment, COMMIT or empty): its presence sends the text to the eager parser.
-_ODD_LINE = re.compile(
-    r"\n(?:(?![-:*#]|COMMIT(?:\n|\Z)|\n|\Z)|-(?!A )|:(?!\S+ \S)|\*(?![A-Za-z_]\w*\n))"
-)
 T = TypeVar("T")
-_DECLARED = re.compile(r"\n:(\S+) ")
-_RULE_CHAIN = re.compile(r"\n-A (\S+)")
 
 
 class LazyChains(Mapping):
@@ -90,7 +84,7 @@ class LazyChains(Mapping):
 
     def __iter__(self) -> Iterator[str]:
         self.listed = True
-        names = dict.fromkeys(_DECLARED.findall(self.text, self.lo, self.hi))
+        names = dict.fromkeys(DECLARED.findall(self.text, self.lo, self.hi))
         names.update(dict.fromkeys(self.patch))
         return iter([n for n in names if self.patch.get(n, True) is not None])
 
@@ -207,7 +201,14 @@ def parse_save_lazy(
 ) -> Ruleset:
     """`iptsave.parse_save`, with each chain parsed when first looked at. `previous`: the last
     refresh's Ruleset of the same family and backend, whose unchanged chains are reused."""
-    tables = _tables(text)
+    return parse_split(text, split_save(text), family, backend, previous)
+
+
+def parse_split(
+    text: str, tables: Tables | None, family: str, backend: str, previous: Ruleset | None = None
+) -> Ruleset:
+    """`parse_save_lazy` of a text already split (`savesplit`: as it arrived): `tables` are
+    `split_save(text)`'s."""
     if tables is None:
         return iptsave.parse_save(text, family, backend)
     same = previous is not None and (previous.family, previous.backend) == (family, backend)
@@ -260,38 +261,3 @@ def looked_at(rs: Ruleset, table: str, chain: str) -> bool:
     if t is None or not isinstance(t.chains, LazyChains):
         return True
     return t.chains.listed or chain in t.chains.seen
-
-
-def _tables(text: str) -> list[tuple[str, tuple[int, int], int]] | None:
-    """(name, span of its lines, line number of `*name`) per table; None when the text needs
-    the eager parser: odd lines, counters, CR, an incompatible or unterminated table."""
-    first = text[: text.find("\n") + 1] if "\n" in text else text + "\n"
-    if _ODD_LINE.search(text) or _ODD_LINE.match("\n" + first) or "\r" in text or "\t" in text:
-        return None
-    if INCOMPATIBLE in text:
-        return None
-    out, seen, at = [], set(), 0
-    while True:
-        start = text.find("*", at) if at == 0 and text.startswith("*") else text.find("\n*", at)
-        gap = text[at : start if start >= 0 else len(text)]
-        if any(line and line[0] != "#" for line in gap.split("\n")):
-            return None  # a rule, declaration or COMMIT outside any table
-        if start < 0:
-            return out
-        head = start if text[start] == "*" else start + 1
-        eol = text.find("\n", head)
-        end = text.find("\nCOMMIT", eol)
-        name = text[head + 1 : eol]
-        if (
-            end < 0
-            or name in seen
-            or name not in IPTABLES_TABLES
-            or text.find("\n*", eol, end) >= 0
-        ):
-            return None
-        if set(_RULE_CHAIN.findall(text, eol, end)) - set(_DECLARED.findall(text, eol, end)):
-            return None  # a rule of an undeclared chain: the eager parser says what is wrong
-        seen.add(name)
-        out.append((name, (eol, end + 1), text.count("\n", 0, head) + 1))
-        at = text.find("\n", end + 1)
-        at = len(text) if at < 0 else at

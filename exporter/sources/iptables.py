@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from exporter.rules.family import FamilyRules
 from exporter.rules.iptsave import save_backend
-from exporter.rules.lazysave import parse_save_lazy
+from exporter.rules.lazysave import parse_split
 from exporter.rules.model import Ruleset
+from exporter.rules.savesplit import SaveSplit, Tables, split_save
 from exporter.sources.chains import reread
 from exporter.sources.iptc_reader import read_legacy_iptc
 from exporter.sources.proc import PROC_NAMES, forwarding, legacy_tables
-from exporter.sources.run import run, which
+from exporter.sources.run import Result, run, which
 
 TOOLS = {
     ("ipv4", "nf_tables"): ("iptables-nft-save", "iptables-save"),
@@ -65,16 +66,16 @@ def read_family(
     elif tool is None:
         errors.append(f"no {TOOLS[(family, 'nf_tables')][0]} on PATH")
     else:
-        r = run([tool], timeout, lines=undated)  # held once, without the dates
+        r, text, split = save(tool, timeout)
         refused = _refusal(r.stderr) if r.ok else ""
         if not r.ok or refused:
             errors.append(r.error or f"{tool}: {refused} (needs CAP_NET_ADMIN)")
-        elif save_backend(r.stdout) == "legacy":
-            texts["legacy"] = r.stdout  # a distro whose iptables-save is the legacy one
-            rulesets.append(parse_reusing(r.stdout, family, "legacy", last))
+        elif save_backend(text) == "legacy":
+            texts["legacy"] = text  # a distro whose iptables-save is the legacy one
+            rulesets.append(parse_reusing(text, family, "legacy", last, split))
         else:
-            texts["nf_tables"] = r.stdout
-            rulesets.append(parse_reusing(r.stdout, family, "nf_tables", last))
+            texts["nf_tables"] = text
+            rulesets.append(parse_reusing(text, family, "nf_tables", last, split))
             if stale is not None:
                 stale.clear()  # what changed before this read is in it
             warnings += [w for w in r.stderr.splitlines() if w.strip() and "legacy" not in w]
@@ -96,13 +97,31 @@ def read_family(
     return RuleRead(rules, texts, tuple(warnings))
 
 
-def parse_reusing(text: str, family: str, backend: str, last: dict | None) -> Ruleset:
-    """`text` parsed lazily; the same Ruleset when `last[backend]` holds the same text."""
+def save(tool: str, timeout: float) -> tuple[Result, str, Tables | None]:
+    """Run a `*-save` tool: (how it ended, its output without the dates, that output split
+    into tables as it arrived: rules.savesplit). The output is held once, by the split."""
+    split = SaveSplit()
+
+    def keep(lines: str) -> str:
+        split.feed(undated(lines))
+        return ""
+
+    r = run([tool], timeout, lines=keep)
+    text, tables = split.done()
+    return r, text, tables
+
+
+def parse_reusing(
+    text: str, family: str, backend: str, last: dict | None, split: Tables | None = ()
+) -> Ruleset:
+    """`text` parsed lazily; the same Ruleset when `last[backend]` holds the same text.
+    `split`: `savesplit.split_save(text)` when already known (the default: not known)."""
     key = undated(text)  # also what is parsed: the Ruleset then holds no second copy
     before = last.get(backend) if last is not None else None
     if before is not None and before[0] == key:
         return before[1]
-    rs = parse_save_lazy(key, family, backend, before[1] if before else None)
+    split = split_save(key) if split == () or key is not text else split
+    rs = parse_split(key, split, family, backend, before[1] if before else None)
     if last is not None:
         last[backend] = (key, rs)
     return rs
@@ -141,13 +160,13 @@ def read_legacy(family: str, timeout: float, iptc: bool, last: dict | None = Non
             "",
             f"legacy {family} tables exist but no {TOOLS[(family, 'legacy')][0]}",
         )
-    r = run([tool], timeout, lines=undated)
+    r, text, split = save(tool, timeout)
     if not r.ok:
         return None, "", r.error
     refused = _refusal(r.stderr)
     if refused:  # iptables-legacy-save 1.8.9 exits 0 with no output when it is refused
         return None, "", f"{tool}: {refused} (needs CAP_NET_ADMIN and CAP_NET_RAW)"
-    return parse_reusing(r.stdout, family, "legacy", last), r.stdout, ""
+    return parse_reusing(text, family, "legacy", last, split), text, ""
 
 
 def _refusal(stderr: str) -> str:
