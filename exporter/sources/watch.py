@@ -43,6 +43,11 @@ RELEVANT = {
 }
 
 
+def backoff(failures: int) -> float:
+    """Seconds to wait before trying again after `failures` failures in a row."""
+    return BACKOFF[min(failures, len(BACKOFF) - 1)]
+
+
 class DockerEvents:
     """Follows GET /events in a thread (the SDK's stream is blocking)."""
 
@@ -83,7 +88,7 @@ class DockerEvents:
             if self.stop.is_set():
                 break
             self.notify("docker events stream ended")
-            self.stop.wait(BACKOFF[min(failures, len(BACKOFF) - 1)])
+            self.stop.wait(backoff(failures))
             failures += 1
 
 
@@ -96,49 +101,84 @@ class Sink(Protocol):
     def stopped(self) -> None: ...
 
 
-class NftEvents:
-    """The kernel's nf_tables change notifications (netlink group NFNLGRP_NFTABLES), read in
-    the event loop: what `nft monitor` prints, without a process that loads the whole ruleset
-    again for every change it prints (30 ms a change at 50,000 rules). Lost notifications (the
-    socket's buffer overflowed) are reported as a change to everything."""
+class NetlinkFeed:
+    """A netlink multicast socket read in the event loop, opened again with backoff whenever it
+    fails. Each feed says what differs: `open()` the socket, `opened(again)` (again: after a
+    failure, so a change may have been missed), `received(data)` a batch of messages, `lost()`
+    when the socket's buffer overflowed (notifications were dropped: everything may have
+    changed), `failed(exc)` when the socket cannot be had or read, `ended()` before it closes."""
 
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
+    def __init__(self) -> None:
         self.sock: socket.socket | None = None
 
-    @staticmethod
-    def open() -> socket.socket:
-        return subscribe()
+    def open(self) -> socket.socket:
+        raise NotImplementedError
+
+    def opened(self, again: bool) -> None: ...
+    def received(self, data: bytes) -> None: ...
+    def lost(self) -> None: ...
+    def failed(self, exc: OSError) -> None: ...
+    def ended(self) -> None: ...
 
     async def run(self) -> None:
         loop, failures = asyncio.get_running_loop(), 0
         while True:
             try:
                 self.sock = self.open()
-                self.sink.started(0.0)  # subscribed: every later change is reported
+                self.opened(failures > 0)
                 while True:
                     try:
                         data = await loop.sock_recv(self.sock, 1 << 16)
                     except OSError as exc:
                         if exc.errno != errno.ENOBUFS:
                             raise
-                        data = b""
-                        self.sink.changes([EVERYTHING])
+                        self.lost()
+                    else:
+                        self.received(data)
                     failures = 0
-                    if changes := parse_messages(data):
-                        self.sink.changes(changes)
             except OSError as exc:
-                log.warning("nf_tables change notifications unavailable: %s", exc)
+                self.failed(exc)
             finally:
-                self.sink.stopped()
+                self.ended()
                 self.close()
-            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+            await asyncio.sleep(backoff(failures))
             failures += 1
 
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+class NftEvents(NetlinkFeed):
+    """The kernel's nf_tables change notifications (netlink group NFNLGRP_NFTABLES), read in
+    the event loop: what `nft monitor` prints, without a process that loads the whole ruleset
+    again for every change it prints (30 ms a change at 50,000 rules). Lost notifications (the
+    socket's buffer overflowed) are reported as a change to everything."""
+
+    def __init__(self, sink: Sink) -> None:
+        super().__init__()
+        self.sink = sink
+
+    @staticmethod
+    def open() -> socket.socket:
+        return subscribe()
+
+    def opened(self, again: bool) -> None:
+        self.sink.started(0.0)  # subscribed: every later change is reported
+
+    def received(self, data: bytes) -> None:
+        if changes := parse_messages(data):
+            self.sink.changes(changes)
+
+    def lost(self) -> None:
+        self.sink.changes([EVERYTHING])
+
+    def failed(self, exc: OSError) -> None:
+        log.warning("nf_tables change notifications unavailable: %s", exc)
+
+    def ended(self) -> None:
+        self.sink.stopped()
 
 
 class NftMonitor:
@@ -178,7 +218,7 @@ class NftMonitor:
             finally:
                 self.sink.stopped()
                 await self.close()
-            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+            await asyncio.sleep(backoff(failures))
             failures += 1
 
     async def close(self) -> None:
@@ -191,15 +231,15 @@ class NftMonitor:
                 await self.proc.wait()
 
 
-class NetEvents:
+class NetEvents(NetlinkFeed):
     """rtnetlink's notifications of links, addresses, routes, policy rules and forwarding
     switches (sources.rtnl), read in the event loop: each batch that changes something calls
     `notify(why)`, as a rule change does. Where the socket cannot be had, that is logged once
     and changes are seen at the interval's refresh; lost notifications count as a change."""
 
     def __init__(self, notify: Callable[[str], None]) -> None:
+        super().__init__()
         self.notify = notify
-        self.sock: socket.socket | None = None
         self.logged = False
         self.links: dict[int, bool] = {}  # interface index → up, as last seen
 
@@ -211,39 +251,25 @@ class NetEvents:
     def link_states() -> dict[int, bool]:
         return rtnl_link_states()
 
-    async def run(self) -> None:
-        loop, failures = asyncio.get_running_loop(), 0
-        while True:
-            try:
-                self.sock = self.open()
-                self.links = self.link_states()
-                if failures:  # a gap: a change may have been missed
-                    self.notify("link and route notifications started again")
-                while True:
-                    try:
-                        data = await loop.sock_recv(self.sock, 1 << 16)
-                    except OSError as exc:
-                        if exc.errno != errno.ENOBUFS:
-                            raise
-                        whats = ["network changed (notifications lost)"]
-                        self.links = self.link_states()
-                    else:
-                        whats = describe(data, self.links)
-                    failures = 0
-                    if whats:
-                        more = f" and {len(whats) - 1} more" if len(whats) > 1 else ""
-                        self.notify(f"{whats[0]}{more}")
-            except OSError as exc:
-                if not self.logged:
-                    log.info("link and route changes are seen at the interval refresh only: "
-                             "rtnetlink notifications unavailable: %s", exc)  # fmt: skip
-                    self.logged = True
-            finally:
-                self.close()
-            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
-            failures += 1
+    def opened(self, again: bool) -> None:
+        self.links = self.link_states()
+        if again:  # a gap: a change may have been missed
+            self.notify("link and route notifications started again")
 
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+    def received(self, data: bytes) -> None:
+        self.report(describe(data, self.links))
+
+    def lost(self) -> None:
+        self.links = self.link_states()
+        self.report(["network changed (notifications lost)"])
+
+    def report(self, whats: list[str]) -> None:
+        if whats:
+            more = f" and {len(whats) - 1} more" if len(whats) > 1 else ""
+            self.notify(f"{whats[0]}{more}")
+
+    def failed(self, exc: OSError) -> None:
+        if not self.logged:
+            log.info("link and route changes are seen at the interval refresh only: "
+                     "rtnetlink notifications unavailable: %s", exc)  # fmt: skip
+            self.logged = True

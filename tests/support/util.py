@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -29,3 +30,12 @@ def require_lab(backend: str = "nft", engine: str = "20.10") -> None:
 
     missing = missing_requirements(backend, engine)
     require_or_skip(not missing, "test lab unavailable: " + "; ".join(missing))
+
+
+async def until(cond, what: str) -> None:
+    """Wait in the event loop (5 s at most) until `cond()` is true; fail naming `what`."""
+    for _ in range(500):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")

@@ -10,6 +10,7 @@ import socket
 import struct
 
 import pytest
+from support.util import until
 
 from exporter.sources import watch
 from exporter.sources.rtnl import describe, link_states
@@ -135,14 +136,6 @@ class Feed:
 
     def open(self) -> socket.socket:
         return self.ours
-
-
-async def until(cond, what: str) -> None:
-    for _ in range(500):
-        if cond():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never: {what}")
 
 
 async def test_a_change_asks_for_a_refresh_with_what_changed(monkeypatch):
