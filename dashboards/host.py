@@ -5,7 +5,6 @@ from __future__ import annotations
 from .grafana import (
     PRESENT_MAP,
     STATE_COLORS,
-    STATE_MAP,
     override,
     stat,
     state_timeline,
@@ -16,19 +15,16 @@ from .grafana import (
     value_map,
 )
 from .layout import Grid, dashboard
-from .queries import (
+from .panels import (
     ALERT_STEPS,
-    BROKEN,
-    PORT,
     WARN_STEPS,
     YES_NO_BAD,
-    annotations,
-    by_host,
+    colored,
     count_stat,
-    eq,
-    m,
-    rows,
+    snapshot_age,
+    state_column,
 )
+from .queries import BROKEN, PORT, annotations, by_host, eq, m, rows
 
 
 def host_now(g: Grid) -> None:
@@ -161,13 +157,8 @@ def host_ports(g: Grid) -> None:
             hide=("job", "instance", "Value #A", "Value #B", "Value #G"),
             rename=rule_cols,
             overrides=[
-                override(
-                    "state", custom__cellOptions={"type": "color-background"}, mappings=STATE_MAP
-                )
-            ]
-            + [
-                override(c, custom__cellOptions={"type": "color-text"}, mappings=PRESENT_MAP)
-                for c in rule_cols.values()
+                state_column(),
+                *(colored(c, "text", mappings=PRESENT_MAP) for c in rule_cols.values()),
             ],
             sort=("state", False),
         ),
@@ -204,11 +195,7 @@ def host_rules(g: Grid) -> None:
             "Each jump of Docker's layout and whether it is in the kernel.",
             hide=("job", "instance"),
             rename={"Value": "jump"},
-            overrides=[
-                override(
-                    "jump", custom__cellOptions={"type": "color-background"}, mappings=PRESENT_MAP
-                )
-            ],
+            overrides=[colored("jump", "background", mappings=PRESENT_MAP)],
             sort=("jump", False),
         ),
         12,
@@ -224,11 +211,7 @@ def host_rules(g: Grid) -> None:
             "Rules of each kind Docker's layout expects, and how many are not in the kernel.",
             hide=("job", "instance"),
             rename={"Value #A": "expected", "Value #B": "missing"},
-            overrides=[
-                override(
-                    "missing", custom__cellOptions={"type": "color-text"}, thresholds=ALERT_STEPS
-                )
-            ],
+            overrides=[colored("missing", "text", thresholds=ALERT_STEPS)],
             sort=("missing", True),
         ),
         12,
@@ -302,17 +285,7 @@ def host_facts(g: Grid) -> None:
         8,
         7,
     )
-    g.add(
-        timeseries(
-            "Snapshot age",
-            [target(f"time() - {m('docker_nat_last_refresh_timestamp_seconds')}", legend="age")],
-            "Age of the snapshot the exporter serves.",
-            unit="s",
-            threshold_line=steps(("green", None), ("red", 120)),
-        ),
-        8,
-        7,
-    )
+    g.add(snapshot_age("age", "Age of the snapshot the exporter serves."), 8, 7)
     g.add(
         timeseries(
             "Refresh errors",

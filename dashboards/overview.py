@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from .grafana import STATE_MAP, override, stat, steps, table, target, timeseries
+from .grafana import stat, table, target, timeseries
 from .layout import Grid, dashboard
-from .queries import (
-    ADMIN,
+from .panels import (
     ALERT_STEPS,
-    BROKEN,
-    HOST_LINK,
-    ON_PORT,
-    PORT,
-    SEL,
     WARN_STEPS,
     YES_NO_BAD,
-    annotations,
-    by_host,
+    colored,
     count_stat,
-    eq,
-    m,
-    rows,
+    host_column,
+    snapshot_age,
+    state_column,
     state_overrides,
 )
+from .queries import ADMIN, BROKEN, ON_PORT, PORT, SEL, annotations, by_host, eq, m, rows
+
+
+def with_port_info(expr: str, on: str) -> list[dict]:
+    """Table targets: the ports `expr` selects (A), and the same ports' docker_nat_port_info
+    (B), joined on the labels `on`."""
+    return [
+        target(rows(expr), "A", table=True),
+        target(rows(f"{m('docker_nat_port_info')} and on ({on}) ({expr})"), "B", table=True),
+    ]
 
 
 def overview_now(g: Grid) -> None:
@@ -90,7 +93,7 @@ def overview_now(g: Grid) -> None:
             "Click a host for its host view.",
             hide=("job",),
             rename={"instance": "Host", "Value": "Broken ports"},
-            overrides=[override("instance", links=HOST_LINK)],
+            overrides=[host_column()],
             sort=("Broken ports", True),
         ),
         8,
@@ -101,20 +104,10 @@ def overview_now(g: Grid) -> None:
     g.add(
         table(
             "Broken ports now",
-            [
-                target(rows(broken), "A", table=True),
-                target(
-                    rows(f"{m('docker_nat_port_info')} and on ({on}) ({broken})"), "B", table=True
-                ),
-            ],
+            with_port_info(broken, on),
             "Every broken port with the exporter's reason code (docs/verdicts.md#reason-codes).",
             hide=("job", "Value #A", "Value #B", "container_id", "container_ip", "bridge"),
-            overrides=[
-                override(
-                    "state", custom__cellOptions={"type": "color-background"}, mappings=STATE_MAP
-                ),
-                override("instance", links=HOST_LINK),
-            ],
+            overrides=[state_column(), host_column()],
             sort=("instance", False),
         ),
         16,
@@ -151,14 +144,7 @@ def overview_exposure(g: Grid) -> None:
     g.add(
         table(
             "Published ports open to the internet",
-            [
-                target(rows(public), "A", table=True),
-                target(
-                    rows(f"{m('docker_nat_port_info')} and on ({ON_PORT}) ({public})"),
-                    "B",
-                    table=True,
-                ),
-            ],
+            with_port_info(public, ON_PORT),
             "Every port open to every remote address, by host (restricted ports, with their "
             "allowed sources, are in each host's view).",
             hide=(
@@ -172,7 +158,7 @@ def overview_exposure(g: Grid) -> None:
                 "owner",
                 "allowed_sources",
             ),
-            overrides=[override("instance", links=HOST_LINK)],
+            overrides=[host_column()],
             sort=("instance", False),
         ),
         16,
@@ -228,10 +214,10 @@ def overview_hosts(g: Grid) -> None:
                 "Value #D": "Backends mixed",
             },
             overrides=[
-                override(c, custom__cellOptions={"type": "color-background"}, mappings=YES_NO_BAD)
+                colored(c, "background", mappings=YES_NO_BAD)
                 for c in ("Known bad", "-C self-test broken", "Backends mixed")
             ]
-            + [override("instance", links=HOST_LINK)],
+            + [host_column()],
             sort=("Known bad", True),
         ),
         14,
@@ -244,7 +230,7 @@ def overview_hosts(g: Grid) -> None:
             [target(f"{docker} ({m('docker_nat_docker_info')})", table=True)],
             "Docker version, firewall backend and userland-proxy setting per host.",
             hide=("job", "Value"),
-            overrides=[override("instance", links=HOST_LINK)],
+            overrides=[host_column()],
         ),
         10,
         8,
@@ -276,17 +262,9 @@ def overview_health(g: Grid) -> None:
         7,
     )
     g.add(
-        timeseries(
-            "Snapshot age",
-            [
-                target(
-                    f"time() - {m('docker_nat_last_refresh_timestamp_seconds')}",
-                    legend="{{instance}}",
-                )
-            ],
+        snapshot_age(
+            "{{instance}}",
             "Age of the snapshot each exporter serves; DockerNatSnapshotStale fires above 120 s.",
-            unit="s",
-            threshold_line=steps(("green", None), ("red", 120)),
         ),
         8,
         7,

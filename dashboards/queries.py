@@ -1,11 +1,10 @@
-"""Selectors and pieces shared by both dashboards.
+"""PromQL selectors and annotations shared by both dashboards.
 
 Every selector carries the $job and $instance variables, so no job name is written into them.
 """
 
 from __future__ import annotations
 
-from .grafana import STATE_COLORS, override, stat, steps, value_map
 from .layout import time_annotation
 
 SEL = 'job=~"$job", instance=~"$instance"'
@@ -14,16 +13,6 @@ PORT = ("container", "host_ip", "host_port", "protocol")
 # every label of a port's series besides job and instance: joins between them are one to one
 ON_PORT = "job, instance, container, network, family, protocol, host_ip, host_port, container_port"
 ADMIN = 'owner=~"docker-user|host"'  # an admin's rule decided (docs/verdicts.md)
-HOST_LINK = [
-    {
-        "title": "Open the host view",
-        "url": "/d/docker-nat-host/docker-dnat-host?${datasource:queryparam}&${job:queryparam}"
-        "&var-instance=${__data.fields.instance}&${__url_time_range}",
-    }
-]
-ALERT_STEPS = steps(("green", None), ("red", 1))
-WARN_STEPS = steps(("green", None), ("yellow", 1))
-YES_NO_BAD = value_map({0: ("no", "green"), 1: ("YES", "red")})
 
 
 def m(metric: str, extra: str = "") -> str:
@@ -69,16 +58,3 @@ def annotations(host: bool) -> list[dict]:
             )
         )
     return marks
-
-
-def count_stat(title: str, state: str, description: str, colors) -> dict:
-    return stat(
-        title,
-        f"sum({m('docker_nat_port_state', state)}) or vector(0)",
-        description,
-        thresholds=colors,
-    )
-
-
-def state_overrides() -> list[dict]:
-    return [override(s, color={"mode": "fixed", "fixedColor": c}) for s, c in STATE_COLORS.items()]
