@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from exporter.rules.iptsave import parse_rule_tokens
 from exporter.rules.normalize import key_of
+from exporter.rules.ruleline import parse_line
 
 PORT_KINDS = ("dnat", "forward_accept", "hairpin_masquerade", "loopback_drop")
 
@@ -35,7 +35,6 @@ class Expected:
 @lru_cache(maxsize=1 << 16)  # every refresh expects (mostly) the same rules again
 def make(kind: str, family: str, table: str, text: str, bridge: str = "") -> Expected:
     """An expected rule from its `iptables-save` text, e.g. `-A DOCKER ... -j DNAT ...`."""
-    tokens = text.split()
-    conds, target, topts, goto = parse_rule_tokens(tokens[2:])
-    key = key_of(family, table, tokens[1], conds, target, topts, goto)
-    return Expected(kind, family, table, tokens[1], target, text, key, bridge)
+    chain, conds, target, topts, goto = parse_line(text)  # read once with the kernel's line
+    key = key_of(family, table, chain, conds, target, topts, goto)
+    return Expected(kind, family, table, chain, target, text, key, bridge)

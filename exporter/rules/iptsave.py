@@ -8,23 +8,11 @@ The parser is pure and total: any input gives a Ruleset; what it cannot read lan
 from __future__ import annotations
 
 import gc
-import re
-import shlex
 from dataclasses import dataclass
-from functools import lru_cache
 
 from exporter.rules.model import IPTABLES_TABLES, Chain, Cond, Rule, Ruleset, Table
+from exporter.rules.ruleline import parse_rule_tokens, split_words
 
-CORE_OPTIONS = {
-    "-p": "-p", "--protocol": "-p",
-    "-s": "-s", "--source": "-s", "--src": "-s",
-    "-d": "-d", "--destination": "-d", "--dst": "-d",
-    "-i": "-i", "--in-interface": "-i",
-    "-o": "-o", "--out-interface": "-o",
-}  # fmt: skip
-NO_VALUE_CORE = {"-f", "--fragment"}
-PORT_OPTIONS = {"--dport", "--sport", "--destination-port", "--source-port", "--dports",
-                "--sports", "--destination-ports", "--source-ports", "--ports"}  # fmt: skip
 INCOMPATIBLE = "is incompatible"
 
 
@@ -178,124 +166,3 @@ def _append(b: _Builder, no: int, line: str) -> None:
     rules.append(
         Rule(b.family, b.table, chain, len(rules) + 1, conds, target, topts, goto, line, b.backend)
     )
-
-
-# What iptables-save prints: bare words, and "double-quoted" values escaping only \" and \\.
-_SIMPLE_QUOTING = re.compile(r'\s*(?:(?:"(?:[^"\\]|\\.)*"|[^\s"\'\\]+)(?:\s+|$))*')
-_WORD = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
-_ESCAPE = re.compile(r'\\([\\"])')
-
-
-def split_words(line: str) -> list[str]:
-    """A rule line as iptables-save quotes it, split into words (quotes removed)."""
-    if '"' in line or "'" in line or "\\" in line:
-        simple = _quoted_words(line)
-        if simple is not None:
-            return simple
-        if _SIMPLE_QUOTING.fullmatch(line):  # shlex is slow: kube-proxy quotes every comment
-            return [_ESCAPE.sub(r"\1", q) if w == "" else w for q, w in _WORD.findall(line)]
-        try:
-            return shlex.split(line)
-        except ValueError as exc:
-            raise ValueError(f"unbalanced quoting ({exc})") from None
-    return line.split()
-
-
-def _quoted_words(line: str) -> list[str] | None:
-    """Words of a line whose only quoting is whole "double-quoted" words without escapes (how
-    iptables-save prints comments); None for anything else."""
-    if "'" in line or "\\" in line:
-        return None
-    parts = line.split('"')
-    last = len(parts) - 1
-    if last % 2:
-        return None  # an unbalanced quote
-    words = parts[0].split()
-    for i in range(1, last, 2):
-        before, after = parts[i - 1], parts[i + 1]
-        if not (before[-1:].isspace() or (i == 1 and not before)):
-            return None  # glued to the word before it: let shlex decide
-        if not (after[:1].isspace() or (i + 1 == last and not after)):
-            return None
-        words.append(parts[i])
-        words += after.split()
-    return words
-
-
-_TARGETS = {"-j": False, "--jump": False, "-g": True, "--goto": True}  # → goto?
-_cond = lru_cache(maxsize=1 << 16)(Cond)  # rules repeat their conditions: share the objects
-
-
-def parse_rule_tokens(tokens: list[str]):
-    """Split a rule's tokens (after `-A CHAIN`) into conditions and target.
-
-    Returns (conds, target, target_opts, goto). Raises ValueError on malformed input.
-    """
-    conds: list[Cond] = []
-    module, negate, i, n = "", False, 0, len(tokens)
-    while i < n:
-        tok = tokens[i]
-        if tok == "!":
-            if negate:
-                raise ValueError("double negation")
-            negate, i = True, i + 1
-            continue
-        if tok in _TARGETS:
-            if negate:
-                raise ValueError("negated target")
-            if i + 1 >= n:
-                raise ValueError(f"{tok} without a target")
-            return tuple(conds), tokens[i + 1], _target_opts(tokens[i + 2 :]), _TARGETS[tok]
-        if tok == "-m" or tok == "--match":
-            if i + 1 >= n or negate:
-                raise ValueError("bad -m")
-            module, i = tokens[i + 1], i + 2
-            continue
-        if tok[:1] != "-" or tok == "-":
-            raise ValueError(f"unexpected value {tok!r}")
-        j = i + 1
-        while j < n:  # the option's values run up to the next option (inlined _is_option)
-            t = tokens[j]
-            if t == "!" or (len(t) > 1 and t[0] == "-" and not t[1].isdigit()):
-                break
-            j += 1
-        values, i = tuple(tokens[i + 1 : j]), j
-        core = CORE_OPTIONS.get(tok)
-        if core is not None:
-            if len(values) != 1:
-                raise ValueError(f"{tok} takes one value")
-            conds.append(_cond(core, values, negate, ""))
-        elif tok in NO_VALUE_CORE:
-            conds.append(_cond("-f", (), negate, ""))
-        else:
-            if not module:
-                raise ValueError(f"option {tok} outside a match module")
-            if not values and tok in PORT_OPTIONS:  # never printed so: a garbled line
-                raise ValueError(f"{tok} without a port")
-            conds.append(_cond(tok, values, negate, module))
-        negate = False
-    if negate:
-        raise ValueError("dangling '!'")
-    return tuple(conds), "", (), False
-
-
-def _values(tokens: list[str], i: int) -> tuple[tuple[str, ...], int]:
-    start = i
-    while i < len(tokens) and not _is_option(tokens[i]):
-        i += 1
-    return tuple(tokens[start:i]), i
-
-
-def _is_option(tok: str) -> bool:
-    return tok == "!" or (len(tok) > 1 and tok[0] == "-" and not tok[1].isdigit())
-
-
-def _target_opts(tokens: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    opts, i = [], 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if not _is_option(tok) or tok == "!":
-            raise ValueError(f"unexpected target argument {tok!r}")
-        values, i = _values(tokens, i + 1)
-        opts.append((tok, values))
-    return tuple(opts)

@@ -22,7 +22,8 @@ from typing import TypeVar
 
 from exporter.rules import iptsave
 from exporter.rules.iptsave import ParseError
-from exporter.rules.model import Chain, Cond, Rule, Ruleset, Table
+from exporter.rules.model import Chain, Cond, Rule, Ruleset, Table, new_rule
+from exporter.rules.ruleline import parse_line
 from exporter.rules.savesplit import DECLARED, Tables, split_save
 
 T = TypeVar("T")
@@ -175,20 +176,20 @@ class LazyChains(Mapping):
     def _parse(self, name: str, lines: list[str]) -> tuple[Rule, ...]:
         paused = gc.isenabled()
         gc.disable()  # thousands of new objects, none in a cycle (as in iptsave.parse_save)
+        fam, table, backend, out = self.family, self.table, self.backend, []
         try:
-            return tuple(self._rule(name, i, line) for i, line in enumerate(lines, 1))
+            for position, line in enumerate(lines, 1):
+                try:
+                    _, conds, target, topts, goto = parse_line(line)
+                except ValueError as exc:
+                    self._error(name, line, str(exc))
+                    conds, target, topts, goto = (Cond("?unparsed", (str(exc),)),), "", (), False
+                out.append(new_rule(fam, table, name, position, conds, target, topts, goto, line,
+                                backend))  # fmt: skip
+            return tuple(out)
         finally:
             if paused:
                 gc.enable()
-
-    def _rule(self, name: str, position: int, line: str) -> Rule:
-        try:
-            conds, target, topts, goto = iptsave.parse_rule_tokens(iptsave.split_words(line)[2:])
-        except ValueError as exc:
-            self._error(name, line, str(exc))
-            conds, target, topts, goto = (Cond("?unparsed", (str(exc),)),), "", (), False
-        fam, table, backend = self.family, self.table, self.backend
-        return Rule(fam, table, name, position, conds, target, topts, goto, line, backend)
 
     def _error(self, name: str, line: str, why: str) -> None:
         at = self.text.find("\n" + line + "\n", self.lo, self.hi + 1)
