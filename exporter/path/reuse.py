@@ -45,8 +45,6 @@ class Trace:
     reads: tuple[tuple, ...]  # per binding, what its walks read (analysis.Ports)
     env: Env
     walked: int | None = None  # bindings walked again (None: all, a whole analysis)
-    # per binding, the (table, chain) names its walks looked up (None: not worked out yet)
-    looked: tuple = ()
 
 
 def traced(state, rules, host_addrs, clients=None, timings=None, net=None) -> Trace:
@@ -78,9 +76,9 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
         return None
     shared_was, names = a.jumps + a.bridge_rules, {f: Names(d) for f, d in changed.items()}
     same_shared = exp.jumps is a.jumps and exp.bridge_rules is a.bridge_rules
-    ports, reads, walked, again_ = [], [], 0, set()
-    for i, (b, own, was, read) in enumerate(zip(state.bindings, exp.per_binding, a.ports,
-                                                last.reads, strict=True)):  # fmt: skip
+    ports, reads, walked = [], [], 0
+    for b, own, was, read in zip(state.bindings, exp.per_binding, a.ports, last.reads,
+                                 strict=True):  # fmt: skip
         kept = None
         if (own is was.rules and same_shared) or missing(b, own, port_of.shared) == missing(
             b, was.rules, shared_was
@@ -91,7 +89,6 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
         if kept is None:
             port, read = port_of(b, own)
             walked += 1
-            again_.add(i)
         else:
             v, read = kept
             port = was if v is was.verdict and own is was.rules else PortReport(b, v, own)
@@ -106,59 +103,53 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
             stale += [s for s in a.stale if s.family == f]
     lap("stale")
     new = Analysis(tuple(ports), exp.jumps, exp.bridge_rules, tuple(stale))
-    looked = _looked_up(last.looked, reads, again_)
-    _mark_looked(r0, rules, new, state, looked)
+    _mark_looked(r0, rules, new, state, reads)
     lap("looked")  # what relevance goes by, recorded
-    return Trace(inputs, new, tuple(reads), port_of.env, walked, looked)
+    return Trace(inputs, new, tuple(reads), port_of.env, walked)
 
 
-def _looked_up(was: tuple, reads: list | tuple, walked: set) -> tuple:
-    """Per binding, the (table, chain) names its walks looked up: the kept bindings' as they
-    were (their walks read rules of the same content, so the same chains)."""
-    interned: dict = {}
-    out = []
-    for i, read in enumerate(reads):
-        x = was[i] if was and i not in walked else None
-        out.append(x if x is not None else _names(read, interned))
-    return tuple(out)
+def _looked_names(state, reads) -> dict[str, set]:
+    """Per family, the (table, chain) names the bindings' walks looked up: the chains on their
+    tapes and the targets of their candidate rules (a jump to a chain that is not there is a
+    lookup too). Candidate tuples are shared between bindings: each is gone through once."""
+    out: dict[str, set] = {}
+    done: set[int] = set()
+    for b, read in zip(state.bindings, reads, strict=True):
+        names = out.get(b.family)
+        if names is None:
+            names = out[b.family] = set(STALE_CHAINS)
+        for table, name, _, rules in read:
+            if table is None:
+                names |= name
+                continue
+            names.add((table, name))
+            if id(rules) not in done:
+                done.add(id(rules))
+                names.update([(table, r.target) for r in rules])
+    return out
 
 
-def _names(reads: tuple, interned: dict) -> frozenset:
-    """The chains on a binding's tape, and the targets of their candidate rules (a jump to a
-    chain that is not there is a lookup too)."""
-    out = set()
-    for table, name, _, rules in reads:
-        if table is None:
-            out |= name
-            continue
-        out.add((table, name))
-        targets = interned.get(id(rules))  # candidate tuples are shared between bindings
-        if targets is None:
-            targets = interned[id(rules)] = {(table, r.target) for r in rules}
-        out |= targets
-    got = frozenset(out)
-    return interned.setdefault(got, got)
-
-
-def _mark_looked(r0, r1, a: Analysis, state, looked: tuple) -> None:
+def _mark_looked(r0, r1, a: Analysis, state, reads) -> None:
     """Record in the new rules' tables what a whole analysis of them would have looked up
-    (lazysave's `seen`: relevance and the next reuse go by it): the walks' (`looked`), the
-    expected rules' chains, the stale rules'."""
-    names: dict[str, set] = {f: set(STALE_CHAINS) for f in r1}
-    for f in names:
-        distinct = {id(x): x for b, x in zip(state.bindings, looked, strict=True) if b.family == f}
-        names[f] = names[f].union(*distinct.values())
-    evidence = [*a.jumps, *a.bridge_rules, *(e for p in a.ports for e in p.rules)]
-    for e in evidence:
-        names.setdefault(e.expected.family, set()).add((e.expected.table, e.expected.chain))
+    (lazysave's `seen`: relevance and the next reuse go by it): the walks', the expected
+    rules' chains, the stale rules'. Only tables whose chains changed are marked."""
+    todo = []
     for f, fr in r1.items():
         for old, new in zip(r0[f].rulesets, fr.rulesets, strict=True):
             for tname, t in new.tables.items() if old is not new else ():
                 was = old.tables.get(tname)
-                if was is not None and was.chains is t.chains:
-                    continue
-                if isinstance(t.chains, LazyChains):
-                    t.chains.seen.update(c for tb, c in names.get(f, ()) if tb == tname)
+                if (was is None or was.chains is not t.chains) and isinstance(t.chains, LazyChains):
+                    todo.append((f, tname, t.chains))
+    if not todo:
+        return
+    names = _looked_names(state, reads)
+    for f in r1:
+        names.setdefault(f, set(STALE_CHAINS))
+    evidence = [*a.jumps, *a.bridge_rules, *(e for p in a.ports for e in p.rules)]
+    for e in evidence:
+        names.setdefault(e.expected.family, set()).add((e.expected.table, e.expected.chain))
+    for f, tname, chains in todo:
+        chains.seen.update(c for tb, c in names.get(f, ()) if tb == tname)
 
 
 def changed_chains(r0: dict[str, FamilyRules], r1: dict[str, FamilyRules]):

@@ -48,13 +48,13 @@ def take_snapshot(
 
 def _take(opts: RefreshOptions, state: RefreshState, clock) -> Snapshot:
     readings, clients = read_host(opts, state, clock), dict(opts.clients) or None
-    snap = assess(readings, clients, state.analyse)
+    snap = assess(readings, clients, state.analyse, state.decode)
     for _ in range(AGAIN):
         again = _with_stale_read(opts, state, readings)
         if again is None:
             break
         readings = again
-        snap = assess(readings, clients, state.analyse)
+        snap = assess(readings, clients, state.analyse, state.decode)
     return snap
 
 

@@ -51,13 +51,16 @@ class Snapshot:
         return self.source_up("docker") and self.source_up("iptables")
 
 
-def assess(r: Readings, clients: dict[str, str] | None = None, analyse_fn=analyse) -> Snapshot:
+def assess(
+    r: Readings, clients: dict[str, str] | None = None, analyse_fn=analyse, decode_fn=decode_state
+) -> Snapshot:
     """Decode and analyse: the one pure step from Readings to a Snapshot. `clients`: the modelled
-    client per family; `analyse_fn` stands in for analysis.analyse (a RefreshState's memoised
-    one). The snapshot's timings are the readings' plus "decode", analyse's and "analyse"."""
+    client per family; `analyse_fn` and `decode_fn` stand in for analysis.analyse and
+    decode.decode_state (a RefreshState's memoised ones). The snapshot's timings are the
+    readings' plus "decode", analyse's and "analyse"."""
     started = time.perf_counter()
     timings = dict(r.timings)
-    state, docker_error = _decode(r)
+    state, docker_error = _decode(r, decode_fn)
     sources = [SourceStatus("docker", state is not None, docker_error)]
     for family, name in (("ipv4", "iptables"), ("ipv6", "ip6tables")):
         fr = r.rules.get(family)
@@ -89,12 +92,12 @@ def assess(r: Readings, clients: dict[str, str] | None = None, analyse_fn=analys
     )
 
 
-def _decode(r: Readings) -> tuple[DockerState | None, str]:
+def _decode(r: Readings, decode_fn=decode_state) -> tuple[DockerState | None, str]:
     if r.docker is None:
         return None, r.docker_error
     d = r.docker
     try:
-        return decode_state(d.containers, d.networks, d.info, d.version, d.hints), r.docker_error
+        return decode_fn(d.containers, d.networks, d.info, d.version, d.hints), r.docker_error
     except DecodeError as exc:
         return None, f"Docker answered something unexpected: {exc}"
 

@@ -10,6 +10,8 @@ The Scheduler owns one RefreshState and hands it to each refresh (they run one a
 - the last read of native nftables tables, reused while the nf_tables change feed reports no
   change to one (`native`), and which iptables-nft chains changed since each family's rules were
   read (`chains`), both fed by the service's watcher through the Scheduler;
+- the last Docker state decoded with the API answers it came from: answers equal to those give
+  back the same DockerState (no decode, and the analysis compares it by identity);
 - the last iptables facts (the expensive host facts: package databases, the `-C` self-test),
   read again only every `host_interval` seconds; boot and dockerd start times are read on every
   refresh (serve.refresh).
@@ -20,6 +22,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from exporter.docker.decode import DaemonHints, decode_state
+from exporter.docker.model import DockerState
 from exporter.path.analysis import Analysis
 from exporter.path.reuse import Trace, again, traced
 from exporter.rules.family import FamilyRules
@@ -37,6 +41,19 @@ class RefreshState:
         self.host_interval, self.clock = host_interval, clock
         self.host = None  # the last IptablesFacts read (exporter.hostfacts)
         self.host_read_at: float | None = None
+        self.decoded: tuple[tuple, DockerState] | None = None  # (API answers, their state)
+
+    def decode(self, containers, networks, info, version, hints: DaemonHints) -> DockerState:
+        """`decode_state`, the last state again when the answers equal the last ones (compared
+        whole: ~0.5 ms for 1,000 containers, a decode ~8 ms). A DecodeError is not kept."""
+        answers = (containers, networks, info, version, hints)
+        last = self.decoded
+        if last is not None and last[0] == answers:
+            return last[1]
+        self.decoded = None
+        state = decode_state(*answers)
+        self.decoded = (answers, state)
+        return state
 
     def host_due(self) -> bool:
         """Whether the host facts are to be read again (always, the first time)."""

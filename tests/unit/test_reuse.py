@@ -56,9 +56,9 @@ def family_rules(rs) -> dict:
     return {"ipv4": FamilyRules("ipv4", (rs,)), "ipv6": FamilyRules("ipv6", ())}
 
 
-def state_of(doc):
-    return decode_state(doc["containers"], doc["networks"], doc["info"], doc["version"],
-                        DaemonHints(cmdline=("/usr/sbin/dockerd",)))  # fmt: skip
+def state_of(doc, decode=decode_state):
+    return decode(doc["containers"], doc["networks"], doc["info"], doc["version"],
+                  DaemonHints(cmdline=("/usr/sbin/dockerd",)))  # fmt: skip
 
 
 def chain_lines(text: str, table: str, chain: str) -> tuple[int, list[int]]:
@@ -107,7 +107,7 @@ def docker_changed(doc: dict, change) -> dict:
 def test_incremental_analysis_equals_a_whole_one(steps) -> None:
     cache, text, doc = RefreshState(), TEXT, DOC
     rs = parse_save_lazy(text, "ipv4", "nf_tables")
-    cache.analyse(state_of(doc), family_rules(rs), ADDRS, None)
+    cache.analyse(state_of(doc, cache.decode), family_rules(rs), ADDRS, None)
     for change, dchange, patched in steps:
         text, table, chain, lines = changed(text, change)
         doc = docker_changed(doc, dchange)
@@ -118,7 +118,10 @@ def test_incremental_analysis_equals_a_whole_one(steps) -> None:
         else:  # the whole text again, reusing the unchanged chains
             rs = parse_save_lazy(text, "ipv4", "nf_tables", rs)
         state = state_of(doc)
-        got = cache.analyse(state, family_rules(rs), ADDRS, None)
+        # the API answers as a new read has them: equal, not the same objects
+        kept = state_of(copy.deepcopy(doc), cache.decode)
+        assert kept == state
+        got = cache.analyse(kept, family_rules(rs), ADDRS, None)
         fresh = parse_save_lazy(text, "ipv4", "nf_tables")
         want = analyse(state, family_rules(fresh), ADDRS)
         assert got == want
@@ -181,6 +184,23 @@ def test_what_kept_verdicts_read_stays_looked_at() -> None:
         assert looked_at(rs, "nat", chain), chain
     for chain in ("DOCKER-USER", "FORWARD", "DOCKER", "DOCKER-ISOLATION-STAGE-1"):
         assert looked_at(rs, "filter", chain), chain
+
+
+def test_equal_docker_answers_decode_once_changed_ones_again() -> None:
+    cache, calls = RefreshState(), []
+    first = state_of(DOC, cache.decode)
+    assert state_of(copy.deepcopy(DOC), cache.decode) is first
+    other = docker_changed(DOC, ("port", 3))
+    assert state_of(other, cache.decode) == state_of(other) != first
+    assert state_of(DOC, cache.decode) == first
+    bad = copy.deepcopy(DOC)
+    bad["containers"] = {}
+    try:
+        state_of(bad, cache.decode)
+    except ValueError:
+        calls.append("raised")
+    assert calls == ["raised"] and cache.decoded is None
+    assert state_of(DOC, cache.decode) == first
 
 
 def test_a_chain_only_a_walked_again_binding_read_stops_being_looked_at() -> None:
