@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from operator import attrgetter
 
 from exporter.path.analysis import (
     Analysis,
@@ -35,6 +36,7 @@ from exporter.rules.lazysave import LazyChains
 from exporter.rules.model import Rule, Ruleset
 from exporter.rules.normalize import rule_key
 
+TARGET = attrgetter("target")
 STALE_CHAINS = frozenset({("nat", "DOCKER"), ("filter", "DOCKER")})  # what path.stale reads
 
 
@@ -108,48 +110,53 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
     return Trace(inputs, new, tuple(reads), port_of.env, walked)
 
 
-def _looked_names(state, reads) -> dict[str, set]:
-    """Per family, the (table, chain) names the bindings' walks looked up: the chains on their
-    tapes and the targets of their candidate rules (a jump to a chain that is not there is a
-    lookup too). Candidate tuples are shared between bindings: each is gone through once."""
-    out: dict[str, set] = {}
-    done: set[int] = set()
+def _looked_names(state, reads, tables: dict[str, set[str]]) -> dict[str, dict[str, set]]:
+    """Per family and table of `tables` (family → table names), the chain names the bindings'
+    walks looked up: the chains on their tapes and the targets of their candidate rules (a jump
+    to a chain that is not there is a lookup too)."""
+    out = {f: {t: set() for t in ts} for f, ts in tables.items()}
     for b, read in zip(state.bindings, reads, strict=True):
-        names = out.get(b.family)
-        if names is None:
-            names = out[b.family] = set(STALE_CHAINS)
+        mine = out.get(b.family)
+        if mine is None:
+            continue
         for table, name, _, rules in read:
-            if table is None:
-                names |= name
-                continue
-            names.add((table, name))
-            if id(rules) not in done:
-                done.add(id(rules))
-                names.update([(table, r.target) for r in rules])
+            if table is None:  # an outcome another walk found: the chains behind it
+                for t, n in name:
+                    if t in mine:
+                        mine[t].add(n)
+            elif (got := mine.get(table)) is not None:
+                got.add(name)
+                got.update(map(TARGET, rules))
     return out
 
 
 def _mark_looked(r0, r1, a: Analysis, state, reads) -> None:
     """Record in the new rules' tables what a whole analysis of them would have looked up
     (lazysave's `seen`: relevance and the next reuse go by it): the walks', the expected
-    rules' chains, the stale rules'. Only tables whose chains changed are marked."""
-    todo = []
+    rules' chains, the stale rules'. Only tables whose chains changed are marked (the others
+    keep what they recorded)."""
+    todo, tables = [], {}
     for f, fr in r1.items():
         for old, new in zip(r0[f].rulesets, fr.rulesets, strict=True):
             for tname, t in new.tables.items() if old is not new else ():
                 was = old.tables.get(tname)
                 if (was is None or was.chains is not t.chains) and isinstance(t.chains, LazyChains):
                     todo.append((f, tname, t.chains))
+                    tables.setdefault(f, set()).add(tname)
     if not todo:
         return
-    names = _looked_names(state, reads)
-    for f in r1:
-        names.setdefault(f, set(STALE_CHAINS))
+    names = _looked_names(state, reads, tables)
     evidence = [*a.jumps, *a.bridge_rules, *(e for p in a.ports for e in p.rules)]
-    for e in evidence:
-        names.setdefault(e.expected.family, set()).add((e.expected.table, e.expected.chain))
+    for f, ts in tables.items():
+        for table, chain in STALE_CHAINS:
+            if table in ts:
+                names[f][table].add(chain)
+    for e in {(e.expected.family, e.expected.table, e.expected.chain) for e in evidence}:
+        f, table, chain = e
+        if table in tables.get(f, ()):
+            names[f][table].add(chain)
     for f, tname, chains in todo:
-        chains.seen.update(c for tb, c in names.get(f, ()) if tb == tname)
+        chains.seen.update(names[f][tname])
 
 
 def changed_chains(r0: dict[str, FamilyRules], r1: dict[str, FamilyRules]):
