@@ -6,8 +6,10 @@ here talks to Docker or the kernel; see docs/metrics.md for the contract.
 
 from __future__ import annotations
 
+import operator
 import platform
 from collections.abc import Iterator
+from dataclasses import fields
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -113,10 +115,24 @@ def stale_counts(s: Snapshot) -> dict[tuple[str, str, str], int]:
     return counts
 
 
+# what only the families before the per-port ones show (or nothing does)
+BEFORE_ONLY = frozenset({"taken_at", "duration_seconds", "sources", "warnings", "timings"})
+AFTER_FIELDS = tuple(f.name for f in fields(Snapshot) if f.name not in BEFORE_ONLY | {"ports"})
+
+
+def same_after(a: Snapshot, b: Snapshot) -> bool:
+    """Whether the families after the per-port ones are the same for both: the same port
+    objects (the analysis keeps a port it did not walk again; comparing 5,000 ports field by
+    field costs more than the families) and every other field the families read equal."""
+    return (len(a.ports) == len(b.ports) and all(map(operator.is_, a.ports, b.ports))
+            and all(getattr(a, f) == getattr(b, f) for f in AFTER_FIELDS))  # fmt: skip
+
+
 class SnapshotCollector(Collector):
     def __init__(self, holder, max_bindings: int = 5000) -> None:
         self.holder = holder  # has .snapshot (Snapshot | None) and .errors (dict source → count)
         self.max_bindings = max_bindings
+        self._after: tuple[Snapshot, list[Metric]] | None = None  # parts(): the last "after"
 
     def describe(self) -> list[Metric]:
         return []  # unchecked collector: never collect at registration time
@@ -140,7 +156,10 @@ class SnapshotCollector(Collector):
         before = list(self._self_metrics(s))
         if s is None:
             return s, before, [], []
-        return s, before, self.selected(s)[0], list(self._after_ports(s))
+        last = self._after
+        if last is None or not same_after(last[0], s):
+            last = self._after = (s, list(self._after_ports(s)))
+        return s, before, self.selected(s)[0], last[1]
 
     def _after_ports(self, s: Snapshot) -> Iterator[Metric]:
         yield from self._port_counts(s)

@@ -92,8 +92,10 @@ class Only:
 
 
 def _encode(encoder, registry, gzipped: bool) -> bytes:
-    fast = getattr(registry, "exposition", None)  # serve.exposition: the same bytes, sooner
-    body = fast(encoder) if fast is not None else encoder(registry)
+    fast = getattr(registry, "exposition", None)  # serve.exposition: the same text, sooner
+    if fast is not None:
+        return fast(encoder, gzipped)
+    body = encoder(registry)
     return gzip.compress(body, 1) if gzipped else body
 
 

@@ -3,6 +3,7 @@ and renders a port's lines again only when what they show changed."""
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import replace
 
 import pytest
@@ -55,6 +56,7 @@ def test_the_same_bytes_as_the_encoder(encoder, snapshot, max_bindings):
     plain, fast = both(snapshot, max_bindings, {"docker": 2, "iptables": 0})
     assert fast(encoder) == encoder(plain)
     assert fast(encoder) == encoder(plain)  # again, from the lines kept
+    assert gzip.decompress(fast(encoder, True)) == encoder(plain)
 
 
 def test_an_encoder_writing_otherwise_gets_every_port_through_itself():
@@ -91,3 +93,40 @@ def test_a_port_is_written_again_only_when_what_it_shows_changed():
     plain = CollectorRegistry(auto_describe=False)
     plain.register(SnapshotCollector(holder, 5000))
     assert body == generate_latest(plain)
+
+
+def many(snapshot, copies: int):
+    """The snapshot's ports `copies` times over, each copy on other host ports."""
+    ports = [replace(p, binding=replace(p.binding, host_port=p.binding.host_port + 1000 * i))
+             for i in range(copies) for p in snapshot.ports]  # fmt: skip
+    return replace(snapshot, ports=tuple(ports))
+
+
+@pytest.mark.parametrize("encoder", ENCODERS[:2], ids=["text", "om"])
+def test_kept_lines_and_blocks_follow_every_change(encoder):
+    """Ports changed, gone, added, in runs kept or not; the families after the ports when only
+    the rest of the snapshot changed: each body, plain and gzipped, is the encoder's."""
+    snap = many(fixture_snapshot(incident_rules()), 60)
+    holder = StaticHolder(snap)
+    fast = Exposition(SnapshotCollector(holder, 5000))
+    plain = CollectorRegistry(auto_describe=False)
+    plain.register(SnapshotCollector(holder, 5000))
+    ports = list(snap.ports)
+    ok = replace(ports[7].verdict, state="ok", code="ok")
+    steps = [
+        lambda s: replace(s, taken_at=s.taken_at + 1),  # the same port objects
+        lambda s: replace(s, ports=tuple(replace(p) for p in s.ports)),  # equal, not the same
+        lambda s: replace(s, ports=(*s.ports[:7], replace(s.ports[7], verdict=ok), *s.ports[8:])),
+        lambda s: replace(s, ports=s.ports[:300] + s.ports[301:]),
+        lambda s: replace(s, ports=(s.ports[-1], *s.ports)),
+        lambda s: replace(s, jumps=s.jumps[1:]),  # only what comes after the ports
+        lambda s: replace(s, containers=s.containers[:1], stale=()),
+        lambda s: replace(s, ports=s.ports[:3]),
+        lambda s: replace(s, ports=()),
+        lambda s: snap,
+    ]
+    for step in steps:
+        holder.snapshot = step(holder.snapshot)
+        want = encoder(plain)
+        assert fast(encoder) == want
+        assert gzip.decompress(fast(encoder, True)) == want
