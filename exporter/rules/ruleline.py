@@ -71,32 +71,40 @@ _TARGETS = {"-j": False, "--jump": False, "-g": True, "--goto": True}  # → got
 _cond = lru_cache(maxsize=1 << 16)(Cond)  # rules repeat their conditions: share the objects
 
 
-def parse_rule_tokens(tokens: list[str]):
-    """Split a rule's tokens (after `-A CHAIN`) into conditions and target.
+# What a token at an option's place is: a core option (its short name), or a kind of its own.
+_NEGATION, _TARGET, _MODULE, _FRAGMENT = "!", "j", "m", "f"
+_KINDS = {**CORE_OPTIONS, **dict.fromkeys(_TARGETS, _TARGET), **dict.fromkeys(NO_VALUE_CORE,
+          _FRAGMENT), "!": _NEGATION, "-m": _MODULE, "--match": _MODULE}  # fmt: skip
+
+
+def parse_rule_tokens(tokens: list[str], i: int = 0):
+    """Split a rule's tokens (from `i`, after `-A CHAIN`) into conditions and target.
 
     Returns (conds, target, target_opts, goto). Raises ValueError on malformed input.
     """
     conds: list[Cond] = []
-    module, negate, i, n = "", False, 0, len(tokens)
+    module, negate, n = "", False, len(tokens)
     while i < n:
         tok = tokens[i]
-        if tok == "!":
+        kind = _KINDS.get(tok, "")
+        if kind == _NEGATION:
             if negate:
                 raise ValueError("double negation")
             negate, i = True, i + 1
             continue
-        if tok in _TARGETS:
-            if negate:
-                raise ValueError("negated target")
-            if i + 1 >= n:
-                raise ValueError(f"{tok} without a target")
-            return tuple(conds), tokens[i + 1], _target_opts(tokens[i + 2 :]), _TARGETS[tok]
-        if tok == "-m" or tok == "--match":
+        if kind == _MODULE:
             if i + 1 >= n or negate:
                 raise ValueError("bad -m")
             module, i = tokens[i + 1], i + 2
             continue
-        if tok[:1] != "-" or tok == "-":
+        if kind == _TARGET:
+            if negate:
+                raise ValueError("negated target")
+            if i + 1 >= n:
+                raise ValueError(f"{tok} without a target")
+            opts = _target_opts(tokens[i + 2 :]) if i + 2 < n else ()
+            return tuple(conds), tokens[i + 1], opts, _TARGETS[tok]
+        if not kind and (len(tok) < 2 or tok[0] != "-"):
             raise ValueError(f"unexpected value {tok!r}")
         j = i + 1
         while j < n:  # the option's values run up to the next option (inlined _is_option)
@@ -105,12 +113,11 @@ def parse_rule_tokens(tokens: list[str]):
                 break
             j += 1
         values, i = tuple(tokens[i + 1 : j]), j
-        core = CORE_OPTIONS.get(tok)
-        if core is not None:
+        if len(kind) == 2:  # a core option: -p -s -d -i -o
             if len(values) != 1:
                 raise ValueError(f"{tok} takes one value")
-            conds.append(_cond(core, values, negate, ""))
-        elif tok in NO_VALUE_CORE:
+            conds.append(_cond(kind, values, negate, ""))
+        elif kind:
             conds.append(_cond("-f", (), negate, ""))
         else:
             if not module:
@@ -163,7 +170,7 @@ def parse_line(line: str) -> tuple[str, tuple[Cond, ...], str, tuple, bool]:
             raise ValueError("expected '-A CHAIN ...'")
         if len(_lines) >= _MEMO_SIZE:
             _lines.clear()
-        got = _lines[line] = (tokens[1], *parse_rule_tokens(tokens[2:]))
+        got = _lines[line] = (tokens[1], *parse_rule_tokens(tokens, 2))
     return got
 
 

@@ -3,6 +3,8 @@ cache built on it: the same Rulesets and verdicts as the eager parser, never a s
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from support.corefix import (
     ACCEPT_LINE,
@@ -176,3 +178,35 @@ def test_a_port_option_without_a_port_is_unknown_not_a_crash():
     (rule,) = [r for r in lazy.tables["filter"].chains["DOCKER"].rules if r.text == garbled]
     assert rule.conds[0].option == "?unparsed"
     assert "--dport without a port" in str(rule_errors(lazy)[0])
+
+
+def _shuffled(text: str, seed: int) -> str:
+    """The text with each table's rule lines in a random order (chains interleaved)."""
+    rnd, out, rules = random.Random(seed), [], []
+    for line in text.splitlines():
+        if line.startswith("-A "):
+            rules.append(line)
+            continue
+        if line == "COMMIT":
+            rnd.shuffle(rules)
+            out += rules
+            rules = []
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_chain_read_from_interleaved_or_bare_lines_is_the_eager_parsers(seed):
+    """A chain's rules are found as one block when *-save prints them together, and line by
+    line when not: lines of other chains among them, a bare `-A NAME`, a chain whose name
+    starts another's (DOCKER, DOCKER-USER)."""
+    text = BASE_G27 if seed < 2 else SAVES[seed % len(SAVES)].read_text()
+    if seed % 2:
+        nat = text.index("*nat\n")
+        decl = text.index("\n:DOCKER ", nat) + 1
+        text = text[:decl] + ":DOCKER-X - [0:0]\n" + text[decl:]
+        text = text.replace(DNAT_LINE, f"{DNAT_LINE}\n-A DOCKER\n-A DOCKER-X -j RETURN")
+    for t in (text, _shuffled(text, seed)):
+        lazy = parse_save_lazy(t, "ipv4", "nf_tables")
+        assert all(isinstance(tb.chains, LazyChains) for tb in lazy.tables.values())
+        _same_as_eager(t)
