@@ -34,9 +34,10 @@ class SaveSplit:
     Tables or None), the same as `split_save` of the whole text. Only the text is held (once,
     in pieces until `done`), never a second copy."""
 
-    def __init__(self) -> None:
-        self._pieces: list[str] = []
-        self._partial = ""  # the start of a line not yet ended
+    def __init__(self, batch: int = 1 << 18) -> None:
+        self._pieces: list[str] = []  # scanned, whole lines (batches: few, large allocations)
+        self._pending: list[str] = []  # not yet scanned
+        self._waiting, self._batch = 0, batch  # characters pending; scanned in runs this long
         self._size = self._newlines = 0  # of the whole lines taken so far
         self.tables: Tables | None = []
         self._open: tuple[str, int, int] | None = None  # (name, eol of `*name`, line number)
@@ -45,16 +46,33 @@ class SaveSplit:
         self._seen: set[str] = set()
 
     def feed(self, chunk: str) -> None:
-        text = self._partial + chunk
+        if chunk:
+            self._pending.append(chunk)
+            self._waiting += len(chunk)
+            if self._waiting >= self._batch:
+                self._flush(False)
+
+    def _flush(self, last: bool) -> None:
+        """Scan what is pending up to its last line end (`last`: all of it)."""
+        text = "".join(self._pending)
+        self._pending.clear()
         cut = text.rfind("\n") + 1
-        self._partial = text[cut:]
+        if cut == len(text):
+            self._take(text, False)
+            self._waiting = 0
+            return
+        rest = text[cut:]  # the start of a line not yet ended
         if cut:
             self._take(text[:cut], False)
+        if last:
+            self._take(rest, True)
+        else:
+            self._pending.append(rest)
+        self._waiting = len(rest)
 
     def done(self) -> tuple[str, Tables | None]:
-        if self._partial:
-            self._take(self._partial, True)
-            self._partial = ""
+        if self._pending:
+            self._flush(True)
         if self._open is not None:
             self.tables = None  # a table without COMMIT
         text = "".join(self._pieces)

@@ -93,16 +93,18 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     stale = {fam: state.changed_chains(fam) for fam in FAMILIES}
     iptc, timeout = opts.reader == "iptc", opts.command_timeout
     docker = Started(_docker, opts)
+    first, *others = FAMILIES  # IPv4's rules, the most text: read here, the rest in threads
     rules = {
         fam: Started(read_family, fam, timeout, iptc, state.saves[fam], stale[fam])
-        for fam in FAMILIES
-    }  # each family's thread alone touches its state.saves and state.stale entries
+        for fam in others
+    }  # each family's read alone touches its state.saves and state.stale entries
     ipsets_read = Started(read_ipsets, timeout)
     addrs_read = Started(host_addresses, timeout)
     net_read = Started(read_netstate, timeout)
     facts = Started(_iptables_facts, opts) if opts.host_facts and state.host_due() else None
     daemon = Started(_daemon_start, opts, docker, facts, state.host) if opts.host_facts else None
-    reads = {fam: job.result() for fam, job in rules.items()}
+    rules[first] = Started.here(read_family, first, timeout, iptc, state.saves[first], stale[first])
+    reads = {fam: rules[fam].result() for fam in FAMILIES}
     for fam, r in reads.items():
         state.rules_read(fam, stale[fam] is None, "nf_tables" in r.texts)
     # Native nftables tables (Docker 29's nftables backend, any other firewall's): every family's

@@ -16,6 +16,7 @@ from exporter.serve.collector import SnapshotCollector
 from exporter.serve.exposition import ServeRegistry
 from exporter.serve.refresh import RefreshOptions
 from exporter.serve.scheduler import Holder, Scheduler
+from exporter.sources.arenas import one_malloc_arena
 from exporter.sources.watch import DockerEvents, NetEvents, NftEvents, NftMonitor
 from exporter.web.app import make_app
 from exporter.web.webconfig import WebConfig, WebConfigError, load_web_config
@@ -142,6 +143,7 @@ def _ruleset_watcher(sched: Scheduler) -> NftEvents | NftMonitor | None:
 def run_service(ns, opts: RefreshOptions) -> int:
     cfg = serve_config(vars(ns))
     logs.setup(cfg.log_level, cfg.log_format)
+    one_malloc_arena()  # before the first refresh's threads
     for w in cfg.web.warnings:
         log.warning("web config: %s", w)
     app, _, _ = build_app(cfg, opts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import fcntl
 import os
 import selectors
 import shutil
@@ -12,6 +13,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PIPE_SIZE = 1 << 20  # fs.pipe-max-size's default
 SBIN = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -72,6 +75,8 @@ def execute(argv: list[str], timeout: float, env: dict | None = None, lines=None
 def _stream(p: subprocess.Popen, timeout: float, lines) -> tuple[str, str]:
     """stdout decoded and filtered as it arrives, stderr whole; raises TimeoutExpired."""
     deadline = time.monotonic() + timeout
+    with contextlib.suppress(OSError):  # the command need not wait while this thread waits
+        fcntl.fcntl(p.stdout, F_SETPIPE_SZ, PIPE_SIZE)  # for the GIL (others' reads overlap)
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     pieces: list[str] = []
     partial, errors = "", []
