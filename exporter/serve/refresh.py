@@ -110,11 +110,9 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     # Native nftables tables (Docker 29's nftables backend, any other firewall's): every family's
     # rules include them; iptables-nft's own tables are left to iptables-nft-save.
     nft_read = frozenset(f for f, r in reads.items() if "nf_tables" in r.texts)
-    t = time.perf_counter()  # reused while `nft monitor` saw no change to a native table
-    try:
-        native = state.native.read(read_native, timeout, nft_read)
-    finally:
-        nft_seconds = time.perf_counter() - t
+    # reused while `nft monitor` saw no change to a native table
+    native_read = Started.here(state.native.read, read_native, timeout, nft_read)
+    native = native_read.result()
     raw, docker_error = docker.result()
     ipsets, addrs, net = ipsets_read.result(), addrs_read.result(), net_read.result()
     host, host_error = None, ""
@@ -123,13 +121,10 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
         state.host_read(iptables)
     if daemon is not None:
         host = daemon.result()
-    timings = {"docker": docker.seconds, **{f"rules_{f}": rules[f].seconds for f in FAMILIES}}
-    timings.update(rules_nft=nft_seconds, ipsets=ipsets_read.seconds,
-                   host_addresses=addrs_read.seconds, host_net=net_read.seconds)  # fmt: skip
-    if facts is not None:
-        timings["hostfacts"] = facts.seconds
-    if daemon is not None:
-        timings["daemon_start"] = daemon.seconds
+    jobs = {"docker": docker, **{f"rules_{f}": rules[f] for f in FAMILIES},
+            "rules_nft": native_read, "ipsets": ipsets_read, "host_addresses": addrs_read,
+            "host_net": net_read, "hostfacts": facts, "daemon_start": daemon}  # fmt: skip
+    timings = {k: job.seconds for k, job in jobs.items() if job is not None}
     warnings = tuple(w for r in reads.values() for w in r.warnings)
     warnings += tuple(w for w in (native.error, *native.warnings) if w)
     warnings += net.errors

@@ -87,3 +87,11 @@ def test_an_unexpected_exception_reaches_the_caller(monkeypatch):
 def test_started_returns_what_the_function_returned_and_how_long_it_ran():
     job = Started(lambda a, b: a + b, 2, 3)
     assert job.result() == 5 and job.seconds >= 0.0
+
+
+def test_glibc_takes_the_one_arena_limit():
+    import platform
+
+    from exporter.sources.arenas import one_malloc_arena
+
+    assert one_malloc_arena() is (platform.libc_ver()[0] == "glibc")
