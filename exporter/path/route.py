@@ -10,12 +10,11 @@ route sending the subnet into a VPN, a blackhole: nothing reaches the container.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
-from functools import lru_cache
 
 from exporter.netstate import NetState, Route, RouteRule, default_rules
 from exporter.path.matching import MAYBE, NO, YES, addr_test
+from exporter.path.routetable import inside, prefixlen, table_of
 from exporter.path.sources import Sources
 
 GLOBAL_KNOB = {"ipv4": "net.ipv4.ip_forward", "ipv6": "net.ipv6.conf.all.forwarding"}
@@ -76,10 +75,10 @@ def towards(r: Routing, family: str, bridge: str, dst: str, src, iif: str | None
             if rule.action == "nop":
                 continue
             return Hop(None, "route_undecidable", f"ip rule `{rule.text}` is not modelled")
-        route = _lookup(net.routes[family], rule.table, dst)
+        route = table_of(net.routes[family]).lookup(rule.table, dst)
         if route is None or route.kind == "throw":
             continue
-        if _prefixlen(route.dst) <= rule.suppress_prefixlen:
+        if prefixlen(route.dst) <= rule.suppress_prefixlen:
             continue
         return _out(route, bridge, dst)
     return Hop(False, "no_route", f"the host has no route to {dst}")
@@ -138,28 +137,4 @@ def _iif(rule: RouteRule, iif: str | None):
 def _dst(rule: RouteRule, dst: str):
     if not rule.dst:
         return YES
-    return YES if _inside(dst, rule.dst) else NO
-
-
-def _lookup(routes: tuple[Route, ...], table: str, dst: str) -> Route | None:
-    """The longest prefix of `table` holding `dst`, the lowest metric among equals."""
-    best = None
-    for r in routes:
-        if r.table != table or r.dead or not _inside(dst, r.dst):
-            continue
-        key = (-_prefixlen(r.dst), r.metric)
-        if best is None or key < best[0]:
-            best = (key, r)
-    return best[1] if best else None
-
-
-@lru_cache(maxsize=4096)
-def _inside(addr: str, net: str) -> bool:
-    try:
-        return ipaddress.ip_address(addr) in ipaddress.ip_network(net)
-    except ValueError:
-        return False
-
-
-def _prefixlen(net: str) -> int:
-    return int(net.rsplit("/", 1)[1]) if "/" in net else 128
+    return YES if inside(dst, rule.dst) else NO
