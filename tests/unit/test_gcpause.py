@@ -1,10 +1,12 @@
 """serve.gcpause: the collector is off inside, restored after, nesting and a disabled collector
-respected."""
+respected; what survives a pause frozen, and everything collected every FULL_EVERY pauses."""
 
 import gc
+import weakref
 
 import pytest
 
+from exporter.serve import gcpause
 from exporter.serve.gcpause import gc_paused
 
 
@@ -13,6 +15,7 @@ def _restore():
     was = gc.isenabled()
     yield
     (gc.enable if was else gc.disable)()
+    gc.unfreeze()
 
 
 def test_off_inside_on_after():
@@ -45,17 +48,42 @@ def test_a_collector_switched_off_stays_off():
     assert not gc.isenabled()
 
 
-def test_cycles_made_inside_are_collected_after():
-    class Node:
-        pass
+class Node:
+    pass
 
+
+def cycle_inside() -> weakref.ref:
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    found = [o for o in gc.get_objects() if type(o) is Node]
+    assert len(found) == 2  # nothing collects them while paused
+    return weakref.ref(a)
+
+
+def test_cycles_made_inside_are_collected_at_the_next_full_collection(monkeypatch):
+    monkeypatch.setattr(gcpause, "FULL_EVERY", 3)
+    monkeypatch.setattr(gcpause, "_ends", 0)
     gc.enable()
     gc.collect()
     with gc_paused():
-        a, b = Node(), Node()
-        a.other, b.other = b, a
-        del a, b
-        found = [o for o in gc.get_objects() if type(o) is Node]
-        assert len(found) == 2  # nothing collects them while paused
-        del found
-    assert not [o for o in gc.get_objects() if type(o) is Node]
+        node = cycle_inside()
+    assert gc.get_freeze_count() > 0  # the survivors are left out of later collections
+    gc.collect()
+    assert node() is not None  # frozen: not even a full collection sees them
+    with gc_paused():
+        pass
+    assert node() is not None
+    with gc_paused():  # the third: everything unfrozen and collected
+        pass
+    assert gc.get_freeze_count() == 0
+    assert node() is None
+
+
+def test_without_freezing_cycles_made_inside_are_collected_after(monkeypatch):
+    monkeypatch.setattr(gcpause, "FREEZE", False)
+    gc.enable()
+    gc.collect()
+    with gc_paused():
+        node = cycle_inside()
+    assert gc.get_freeze_count() == 0
+    assert node() is None
