@@ -72,9 +72,11 @@ class LazyChains(Mapping):
     def __contains__(self, name: object) -> bool:
         if name in self.parsed:
             return True
-        if not isinstance(name, str) or name in self._absent:
+        if not isinstance(name, str):
             return False
-        self.seen.add(name)
+        self.seen.add(name)  # a lookup, found or not (`_absent` may come from `patched`)
+        if name in self._absent:
+            return False
         if name in self.patch:
             found = self.patch[name] is not None
         else:
@@ -104,6 +106,8 @@ class LazyChains(Mapping):
         new = LazyChains(self.table, self.text, (self.lo, self.hi), self.first_line,
                          self.family, self.backend, self)  # fmt: skip
         new.patch = {**self.patch, **chains}
+        # the same text: a name found nowhere in it is still not there, unless read again now
+        new._absent = {n for n in self._absent if n not in chains}
         # the chains parsed here and not read again: as they were (the same text)
         bad = {e.chain for e in self.errors}
         new.carried = {n: c for n, c in self.carried.items() if n not in chains}

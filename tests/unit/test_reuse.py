@@ -224,3 +224,17 @@ def test_a_chain_only_a_walked_again_binding_read_stops_being_looked_at() -> Non
     assert cache.last.walked == 0
     assert not looked_at(rs, "filter", "INPUT")
     assert looked_at(rs, "filter", "FORWARD") and looked_at(rs, "filter", "DOCKER-USER")
+
+
+def test_a_patched_table_knows_what_its_text_lacks_and_still_records_the_lookup() -> None:
+    rs = parse_save_lazy(TEXT, "ipv4", "nf_tables")
+    nat = rs.tables["nat"].chains
+    assert "NOSUCH" not in nat and nat.get("OTHER") is None
+    rs = patch_ruleset(rs, {"nat": {"OTHER": (None, ("-A OTHER -j RETURN",))}})
+    chains = rs.tables["nat"].chains
+    assert "NOSUCH" not in chains
+    assert "NOSUCH" in chains.seen  # a lookup, though the answer was known
+    assert chains.get("NOSUCH") is None
+    assert "OTHER" in chains and [r.target for r in chains["OTHER"].rules] == ["RETURN"]
+    rs = patch_ruleset(rs, {"nat": {"NOSUCH": (None, ("-A NOSUCH -j ACCEPT",))}})
+    assert [r.target for r in rs.tables["nat"].chains["NOSUCH"].rules] == ["ACCEPT"]
