@@ -114,6 +114,8 @@ def with_feed(a):
     state = RefreshState()
     if a.backend == "nft" and Change is not None:
         state.chains.started()
+    if hasattr(state, "net"):  # the rtnetlink feed runs (the bench changes no link or route)
+        state.net.started()
     return state
 
 

@@ -17,7 +17,7 @@ from exporter.serve.state import RefreshState
 from exporter.sources.chains import reread
 from exporter.sources.daemonstart import read_daemon_start
 from exporter.sources.docker_api import DEFAULT_HOST, DockerError, read_docker
-from exporter.sources.hostnet import host_addresses, read_netstate
+from exporter.sources.hostnet import host_addresses, read_netstate, with_forwarding
 from exporter.sources.ipset import read_ipsets
 from exporter.sources.iptables import read_family
 from exporter.sources.nft import read_native, with_native
@@ -99,8 +99,10 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
         for fam in others
     }  # each family's read alone touches its state.saves and state.stale entries
     ipsets_read = Started(read_ipsets, timeout)
-    addrs_read = Started(host_addresses, timeout)
-    net_read = Started(read_netstate, timeout)
+    net_token = state.net.token()  # before the reads: a change told during them counts
+    kept = state.net_kept(net_token)  # the host's network as last read, if nothing changed
+    addrs_read = Started(host_addresses, timeout) if kept is None else None
+    net_read = Started(read_netstate, timeout) if kept is None else None
     facts = Started(_iptables_facts, opts) if opts.host_facts and state.host_due() else None
     daemon = Started(_daemon_start, opts, docker, facts, state.host) if opts.host_facts else None
     rules[first] = Started.here(read_family, first, timeout, iptc, state.saves[first], stale[first])
@@ -114,7 +116,12 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     native_read = Started.here(state.native.read, read_native, timeout, nft_read)
     native = native_read.result()
     raw, docker_error = docker.result()
-    ipsets, addrs, net = ipsets_read.result(), addrs_read.result(), net_read.result()
+    ipsets = ipsets_read.result()
+    if kept is None:
+        addrs, net = addrs_read.result(), net_read.result()
+        state.net_read(net_token, addrs, net)
+    else:
+        addrs, net = kept[0], with_forwarding(kept[1])
     host, host_error = None, ""
     if facts is not None:
         iptables, host_error = facts.result()

@@ -96,7 +96,11 @@ def build_app(cfg: ServeConfig, opts: RefreshOptions, snapshot_fn=None, watch: b
         if nft:  # subscribed before the first refresh reads: no change falls in between
             tasks.append(asyncio.create_task(nft.run(), name="nft-watch"))
         if watch:  # links, addresses, routes, rules, forwarding switches: as a rule change
-            tasks.append(asyncio.create_task(NetEvents(sched.trigger).run(), name="net-watch"))
+            tasks.append(
+                asyncio.create_task(
+                    NetEvents(sched.trigger, sched.state.net).run(), name="net-watch"
+                )
+            )
         await asyncio.sleep(0)
         tasks.append(asyncio.create_task(sched.run(), name="refresh"))
         events = DockerEvents(opts.docker_host, notify) if watch else None

@@ -12,6 +12,9 @@ The Scheduler owns one RefreshState and hands it to each refresh (they run one a
   read (`chains`), both fed by the service's watcher through the Scheduler;
 - the last Docker state decoded with the API answers it came from: answers equal to those give
   back the same DockerState (no decode, and the analysis compares it by identity);
+- the last read of the host's addresses and network state (links, routes, policy rules), reused
+  while the rtnetlink feed runs and has told of nothing since (`net`, sources.netwatch; fed by
+  the service's NetEvents); the forwarding switches are read every time all the same;
 - the last iptables facts (the expensive host facts: package databases, the `-C` self-test),
   read again only every `host_interval` seconds; boot and dockerd start times are read on every
   refresh (serve.refresh).
@@ -27,6 +30,7 @@ from exporter.docker.model import DockerState
 from exporter.path.analysis import Analysis
 from exporter.path.reuse import Trace, again, traced
 from exporter.rules.family import FamilyRules
+from exporter.sources.netwatch import NetWatch
 from exporter.sources.nftwatch import ChainWatch, NativeWatch
 
 
@@ -42,6 +46,21 @@ class RefreshState:
         self.host = None  # the last IptablesFacts read (exporter.hostfacts)
         self.host_read_at: float | None = None
         self.decoded: tuple[tuple, DockerState] | None = None  # (API answers, their state)
+        self.net = NetWatch()
+        self.net_last: tuple | None = None  # (token, addresses, NetState) of the last read
+
+    def net_kept(self, token: int | None):
+        """(addresses, NetState) of the last read when the feed ran since with nothing to tell
+        (`token`: net.token() taken before this refresh's reads), else None: read again."""
+        last = self.net_last
+        if token is None or last is None or last[0] != token:
+            return None
+        return last[1], last[2]
+
+    def net_read(self, token: int | None, addrs, net) -> None:
+        """After a read tagged `token`: kept for reuse when it read everything."""
+        whole = token is not None and addrs is not None and not net.errors
+        self.net_last = (token, addrs, net) if whole else None
 
     def decode(self, containers, networks, info, version, hints: DaemonHints) -> DockerState:
         """`decode_state`, the last state again when the answers equal the last ones (compared

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 from exporter.netstate import FAMILIES, NetState, parse_links, parse_routes, parse_rules
 from exporter.sources.run import run
@@ -65,6 +66,12 @@ def read_netstate(timeout: float = 5.0, sysctl_conf: str = SYSCTL_CONF) -> NetSt
             errors.append(f"ip -j {flag} rule: {r.error}: routes not judged")
         forwarding[family] = _forwarding(family, sysctl_conf)
     return NetState(links, routes, rules, forwarding, tuple(errors))
+
+
+def with_forwarding(net: NetState, sysctl_conf: str = SYSCTL_CONF) -> NetState:
+    """`net` with its forwarding switches read now (a reused read: netconf notifications may
+    not tell of every switch, and reading them costs little)."""
+    return replace(net, forwarding={f: _forwarding(f, sysctl_conf) for f in FAMILIES})
 
 
 def _forwarding(family: str, sysctl_conf: str) -> dict[str, bool]:

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from exporter.rules.nftevents import EVERYTHING, Change, parse_messages, parse_monitor_line
 from exporter.sources.docker_api import client
+from exporter.sources.netwatch import NetWatch
 from exporter.sources.nftnl import subscribe
 from exporter.sources.nftwatch import SETTLE
 from exporter.sources.rtnl import describe
@@ -237,9 +238,10 @@ class NetEvents(NetlinkFeed):
     `notify(why)`, as a rule change does. Where the socket cannot be had, that is logged once
     and changes are seen at the interval's refresh; lost notifications count as a change."""
 
-    def __init__(self, notify: Callable[[str], None]) -> None:
+    def __init__(self, notify: Callable[[str], None], watch: NetWatch | None = None) -> None:
         super().__init__()
         self.notify = notify
+        self.watch = watch or NetWatch()  # what a refresh may reuse (sources.netwatch)
         self.logged = False
         self.links: dict[int, bool] = {}  # interface index → up, as last seen
 
@@ -252,16 +254,22 @@ class NetEvents(NetlinkFeed):
         return rtnl_link_states()
 
     def opened(self, again: bool) -> None:
+        self.watch.started()
         self.links = self.link_states()
         if again:  # a gap: a change may have been missed
             self.notify("link and route notifications started again")
 
     def received(self, data: bytes) -> None:
+        self.watch.changed()  # even one that asks for no refresh: a read would differ
         self.report(describe(data, self.links))
 
     def lost(self) -> None:
+        self.watch.changed()
         self.links = self.link_states()
         self.report(["network changed (notifications lost)"])
+
+    def ended(self) -> None:
+        self.watch.stopped()
 
     def report(self, whats: list[str]) -> None:
         if whats:
