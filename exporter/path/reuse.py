@@ -79,15 +79,16 @@ def again(last: Trace, state, rules, host_addrs, clients=None, timings=None, net
     shared_was, names = a.jumps + a.bridge_rules, {f: Names(d) for f, d in changed.items()}
     same_shared = exp.jumps is a.jumps and exp.bridge_rules is a.bridge_rules
     ports, reads, walked = [], [], 0
+    indexed: dict[str, dict] = {}  # family → (table, chain) → IndexedChain | None, as looked up
     for b, own, was, read in zip(state.bindings, exp.per_binding, a.ports, last.reads,
                                  strict=True):  # fmt: skip
         kept = None
         if (own is was.rules and same_shared) or missing(b, own, port_of.shared) == missing(
             b, was.rules, shared_was
         ):
-            irs = port_of.indexed.get(b.family)
-            ch = changed.get(b.family, {})
-            kept = _kept(was.verdict, read, ch, irs, names.get(b.family))
+            kept = _kept(was.verdict, read, changed.get(b.family, {}),
+                         port_of.indexed.get(b.family), indexed.setdefault(b.family, {}),
+                         names.get(b.family))  # fmt: skip
         if kept is None:
             port, read = port_of(b, own)
             walked += 1
@@ -263,10 +264,11 @@ def _keys_changed(pairs) -> set:
     return out
 
 
-def _kept(v: Verdict, reads: tuple, changed: dict, irs, names) -> tuple[Verdict, tuple] | None:
+def _kept(v: Verdict, reads: tuple, changed: dict, irs, indexed: dict, names) -> tuple | None:
     """`v` with its rule positions moved and `reads` with the new candidates, when the walks
-    behind it got the same rules from every changed chain; None when they did not. `names`:
-    the changed chains' `table/chain #N` references (Names)."""
+    behind it got the same rules from every changed chain; None when they did not. `irs`: the
+    family's indexed rulesets; `indexed`: the changed chains' IndexedChains found so far;
+    `names`: the changed chains' `table/chain #N` references (Names)."""
     if not changed:
         return v, reads
     moves: dict[tuple[str, str], dict[int, int]] = {}
@@ -276,19 +278,28 @@ def _kept(v: Verdict, reads: tuple, changed: dict, irs, names) -> tuple[Verdict,
             if not name.isdisjoint(changed):
                 return None
             continue
-        if (table, name) not in changed:
+        key = (table, name)
+        if key not in changed:
             continue
-        ch = irs[0].chain(table, name) if irs and len(irs) == 1 else None
+        ch = indexed.get(key, indexed)  # `indexed` itself: not looked up yet
+        if ch is indexed:
+            ch = indexed[key] = irs[0].chain(table, name) if irs and len(irs) == 1 else None
         if ch is None:
             return None
         new = ch.candidates(p)
         if len(new) != len(old):
             return None
-        m = moves.setdefault((table, name), {})
-        for x, y in zip(old, new, strict=True):
-            if not same_rule(x, y) or m.setdefault(x.position, y.position) != y.position:
+        m = moves.get(key)
+        if m is None:
+            m = moves[key] = {}
+        for x, y in zip(old, new):  # noqa: B905 (lengths compared above)
+            if not (x.text and x.text == y.text and x.chain == y.chain
+                    and x.backend == y.backend) and not same_rule(x, y):  # fmt: skip
                 return None
-        fresh = fresh or list(reads)
+            if m.setdefault(x.position, y.position) != y.position:
+                return None
+        if fresh is None:
+            fresh = list(reads)
         fresh[k] = (table, name, p, new)
     if fresh is None:
         return v, reads
