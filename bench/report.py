@@ -47,6 +47,8 @@ def figures(size: dict) -> dict:
     render = (st["render"] or 0) + (st["gzip"] or 0)
     # a refresh whose ports show what the last one's did renders only the changed ports again
     again = (st.get("render_again") or st["render"] or 0) + (st["gzip"] or 0)
+    if st.get("render_again_gz") is not None:  # the exposition gzips only the changed runs
+        again = st["render_again_gz"]
     ch = w.get("changed") or {}
     fed = bool(ch.get("feed"))
     f = {"N": size["rules"], "M": w["bindings"], "docker": size["docker"],

@@ -198,14 +198,13 @@ def stages(a, snap) -> dict:
         laps.append(tm)
     for key in ("expect", "evaluate", "stale", "analyse"):
         st[key] = min(lap[key] for lap in laps) if key in laps[0] else None
-    body = render(snap)
-    if gzips():  # the tree's exposition gzips itself (kept blocks): render and gzip at once
-        st["render"], zipped = best(lambda: render(snap, True), a.repeat)
-        st["gzip"] = 0.0
+    st["render"], body = best(lambda: render(snap), a.repeat)
+    if gzips():  # the tree's exposition gzips itself, each run of ports' lines apart, kept
+        st["gzip"], zipped = min((gzip_after(snap) for _ in range(a.repeat)), key=lambda r: r[0])
+        st["render_again_gz"] = render_again(snap, a.repeat, True)  # only changed runs gzipped
     else:
-        st["render"], body = best(lambda: render(snap), a.repeat)
         st["gzip"], zipped = best(lambda: gzip.compress(body, 1), a.repeat)
-    st["render_again"] = render_again(snap, a.repeat, gzips())
+    st["render_again"] = render_again(snap, a.repeat)
     st["exposition_bytes"], st["exposition_gzip_bytes"] = len(body), len(zipped)
     return st
 
@@ -251,6 +250,21 @@ def renderer(snap, gz: bool = False):
 def render(snap, gz: bool = False) -> bytes:
     """The first rendering of a snapshot: every port's lines made."""
     return renderer(snap, gz)[0]()
+
+
+def gzip_after(snap) -> tuple[float, bytes]:
+    """(seconds, body): the gzipped body of a snapshot just rendered uncompressed (its lines
+    kept, not compressed yet): what gzip adds to a first rendering."""
+    from prometheus_client import generate_latest
+
+    from exporter.serve.collector import SnapshotCollector
+    from exporter.serve.exposition import Exposition
+
+    fast = Exposition(SnapshotCollector(Holder(snap), 100_000))
+    fast(generate_latest)
+    t = time.perf_counter()
+    body = fast(generate_latest, True)
+    return time.perf_counter() - t, body
 
 
 def render_again(snap, repeat: int, gz: bool = False) -> float:
