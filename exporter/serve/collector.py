@@ -133,6 +133,7 @@ class SnapshotCollector(Collector):
         self.holder = holder  # has .snapshot (Snapshot | None) and .errors (dict source → count)
         self.max_bindings = max_bindings
         self._after: tuple[Snapshot, list[Metric]] | None = None  # parts(): the last "after"
+        self._kept_containers: tuple[tuple, Metric] | None = None
 
     def describe(self) -> list[Metric]:
         return []  # unchecked collector: never collect at registration time
@@ -207,17 +208,26 @@ class SnapshotCollector(Collector):
             "Bindings left out of per-port series by --max-bindings.",
             value=omitted,
         )
+        yield self._containers(s.containers)
+
+    def _containers(self, containers) -> Metric:
+        """docker_nat_container, made again only for another tuple of containers (the refresh
+        keeps the Docker state while the API answers the same)."""
+        kept = self._kept_containers
+        if kept is not None and kept[0] is containers:
+            return kept[1]
         cinfo = InfoMetricFamily(
             "docker_nat_container",
             "Containers with published ports.",
             labels=["container", "container_id", "image", "compose_project", "compose_service"],
         )
-        for c in s.containers:
+        for c in containers:
             cinfo.add_metric(
                 [bound(v) for v in (c.name, c.id, c.image, c.compose_project, c.compose_service)],
                 {},
             )
-        yield cinfo
+        self._kept_containers = (containers, cinfo)
+        return cinfo
 
     def _aggregates(self, s: Snapshot) -> Iterator[Metric]:
         expected: dict[tuple[str, str], set] = {}
