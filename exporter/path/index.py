@@ -21,7 +21,8 @@ class IndexedChain:
     (protocol, destination port), output or input interface. `candidates` returns, in order,
     the rules that can match a packet: the unbucketed ones and those of its buckets."""
 
-    __slots__ = ("by_dst", "by_iif", "by_oif", "by_port", "generic", "memo", "rules", "sourced")
+    __slots__ = ("by_dst", "by_iif", "by_oif", "by_port", "generic", "generic_by_src", "memo",
+                 "rules", "sourced")  # fmt: skip
 
     def __init__(self, rules: tuple[Rule, ...]) -> None:
         self.rules = rules
@@ -32,6 +33,7 @@ class IndexedChain:
         self.by_iif: dict[str, list[int]] = {}
         self.memo: dict[tuple, tuple[Rule, ...]] = {}  # candidates per packet key
         self.sourced = {i: t for i, r in enumerate(rules) if (t := _sources(r))}  # their -s
+        self.generic_by_src: dict[Sources, list[int]] = {}  # generic, filtered per class
         buckets = {"dst": self.by_dst, "port": self.by_port, "oif": self.by_oif, "iif": self.by_iif}
         for i, r in enumerate(rules):
             kind, key = _index_key(r)
@@ -63,11 +65,27 @@ class IndexedChain:
             extra.extend(self.by_port.get((p.proto, p.dport), ()))
         _pick(extra, self.by_oif, p.oif)
         _pick(extra, self.by_iif, p.iif)
-        hits = sorted([*self.generic, *extra]) if extra else self.generic
         if self.sourced and type(p.src) is Sources:
-            tests, src = self.sourced, p.src
-            hits = [i for i in hits if i not in tests or all(src & t for t in tests[i])]
+            generic = self._generic_for(p.src)
+            extra = self._let_through(extra, p.src)
+        else:
+            generic = self.generic
+        hits = sorted([*generic, *extra]) if extra else generic
         return tuple(self.rules[i] for i in hits)
+
+    def _generic_for(self, src: Sources) -> list[int]:
+        """The unbucketed rules whose source tests some of `src` passes, once per class (each
+        binding's packet differs, its class of clients mostly does not)."""
+        hit = self.generic_by_src.get(src)
+        if hit is None:
+            if len(self.generic_by_src) >= 1024:
+                self.generic_by_src.clear()
+            hit = self.generic_by_src[src] = self._let_through(self.generic, src)
+        return hit
+
+    def _let_through(self, hits: list[int], src: Sources) -> list[int]:
+        tests = self.sourced
+        return [i for i in hits if i not in tests or all(src & t for t in tests[i])]
 
 
 def _sources(r: Rule) -> tuple[Sources, ...]:
