@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
+from exporter.expect import layouts
 from exporter.hostfacts import HostFacts
+from exporter.path.evidence import RULED
 from exporter.readings import Readings
 from exporter.rules.lazysave import looked_at
 from exporter.rules.model import FAMILIES
@@ -93,6 +95,7 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     stale = {fam: state.changed_chains(fam) for fam in FAMILIES}
     iptc, timeout = opts.reader == "iptc", opts.command_timeout
     docker = Started(_docker, opts)
+    prewarm = Started(_prewarm, docker, state.decode)
     first, *others = FAMILIES  # IPv4's rules, the most text: read here, the rest in threads
     rules = {
         fam: Started(read_family, fam, timeout, iptc, state.saves[fam], stale[fam])
@@ -116,6 +119,7 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     native_read = Started.here(state.native.read, read_native, timeout, nft_read)
     native = native_read.result()
     raw, docker_error = docker.result()
+    prewarm.result()  # done with the state's decode before assess() uses it
     ipsets = ipsets_read.result()
     if kept is None:
         addrs, net = addrs_read.result(), net_read.result()
@@ -128,7 +132,7 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
         state.host_read(iptables)
     if daemon is not None:
         host = daemon.result()
-    jobs = {"docker": docker, **{f"rules_{f}": rules[f] for f in FAMILIES},
+    jobs = {"docker": docker, "prewarm": prewarm, **{f"rules_{f}": rules[f] for f in FAMILIES},
             "rules_nft": native_read, "ipsets": ipsets_read, "host_addresses": addrs_read,
             "host_net": net_read, "hostfacts": facts, "daemon_start": daemon}  # fmt: skip
     timings = {k: job.seconds for k, job in jobs.items() if job is not None}
@@ -148,6 +152,25 @@ def _docker(opts: RefreshOptions):
         return read_docker(opts.docker_host, opts.docker_timeout, opts.host_root), ""
     except DockerError as exc:
         return None, str(exc)
+
+
+def _prewarm(docker: Started, decode) -> None:
+    """Once Docker has answered, what the analysis will need of it alone, made while the rules
+    are still being read: `decode` (a RefreshState's) keeps the state for the same answers,
+    `expect.model.make` the expected rules, `rules.ruleline` their parsed lines. A `*-save` of
+    50,000 rules prints its first byte after ~0.4 s; until then this thread has the
+    interpreter to itself. Any error is left for the analysis to meet and report."""
+    raw, _ = docker.result()
+    if raw is None:
+        return
+    try:
+        state = decode(raw.containers, raw.networks, raw.info, raw.version, raw.hints)
+        nets = {n.id: n for n in state.networks}
+        for b in state.bindings:
+            if b.design in RULED:
+                layouts.for_binding(b, state.daemon, nets.get(b.network_id))
+    except Exception:  # the same calls in assess() meet it and report it
+        return
 
 
 def _uses_sets(reads) -> bool:

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from exporter.netstate import NetState
+from exporter.path.evidence import RULED
 from exporter.rules.family import FamilyRules
 from exporter.serve import refresh
 from exporter.serve.overlap import Started
@@ -50,7 +51,7 @@ def test_the_reads_run_at_the_same_time(monkeypatch):
     r = refresh.read_host(OPTS, RefreshState())
     assert r.docker == "raw" and r.host_addrs == (("eth0", "192.0.2.1"),)
     assert set(r.rules) == {"ipv4", "ipv6"}
-    assert list(r.timings) == ["docker", "rules_ipv4", "rules_ipv6", "rules_nft", "ipsets",
+    assert list(r.timings) == ["docker", "prewarm", "rules_ipv4", "rules_ipv6", "rules_nft", "ipsets",
                                "host_addresses", "host_net"]  # fmt: skip
 
 
@@ -95,3 +96,43 @@ def test_glibc_takes_the_one_arena_limit():
     from exporter.sources.arenas import one_malloc_arena
 
     assert one_malloc_arena() is (platform.libc_ver()[0] == "glibc")
+
+
+def _saved(name: str):
+    from pathlib import Path
+
+    from exporter.docker.raw import load_state
+
+    text = (Path(__file__).parent.parent / "fixtures" / name).read_text()
+    return load_state(text)[0]
+
+
+def test_docker_is_decoded_and_its_expected_rules_built_while_the_rules_are_read():
+    from exporter.expect import layouts
+    from exporter.expect import model as expected
+
+    raw, state = _saved("d28_state.json"), RefreshState()
+    expected.make.cache_clear()
+    refresh._prewarm(Started.here(lambda: (raw, "")), state.decode)
+    made = expected.make.cache_info()
+    assert state.decoded is not None and made.currsize > 0
+    decoded = state.decoded[1]
+    # the analysis then meets the same state and every rule it expects already made
+    assert state.decode(raw.containers, raw.networks, raw.info, raw.version, raw.hints) is decoded
+    nets = {n.id: n for n in decoded.networks}
+    for b in decoded.bindings:
+        if b.design in RULED:  # the bindings Docker writes per-port rules for
+            layouts.for_binding(b, decoded.daemon, nets.get(b.network_id))
+    assert expected.make.cache_info().misses == made.misses
+
+
+def test_a_docker_answer_that_cannot_be_decoded_is_left_for_the_analysis():
+    raw, state = _saved("d28_state.json"), RefreshState()
+    broken = type(raw)({"not": "a list"}, raw.networks, raw.info, raw.version, raw.hints)
+    refresh._prewarm(Started.here(lambda: (broken, "")), state.decode)  # no exception here
+    assert state.decoded is None
+    snap = refresh.assess(
+        refresh.Readings(0.0, broken, "", {}, (), None, "", (), {}, 0.0, None), None,
+        state.analyse, state.decode,
+    )  # fmt: skip
+    assert not snap.source_up("docker") and not snap.ports
