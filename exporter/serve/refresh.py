@@ -95,7 +95,7 @@ def read_host(opts: RefreshOptions, state: RefreshState, clock=time.time) -> Rea
     stale = {fam: state.changed_chains(fam) for fam in FAMILIES}
     iptc, timeout = opts.reader == "iptc", opts.command_timeout
     docker = Started(_docker, opts)
-    prewarm = Started(_prewarm, docker, state.decode)
+    prewarm = Started(_prewarm, docker, state)
     first, *others = FAMILIES  # IPv4's rules, the most text: read here, the rest in threads
     rules = {
         fam: Started(read_family, fam, timeout, iptc, state.saves[fam], stale[fam])
@@ -154,21 +154,26 @@ def _docker(opts: RefreshOptions):
         return None, str(exc)
 
 
-def _prewarm(docker: Started, decode) -> None:
+def _prewarm(docker: Started, state: RefreshState) -> None:
     """Once Docker has answered, what the analysis will need of it alone, made while the rules
-    are still being read: `decode` (a RefreshState's) keeps the state for the same answers,
+    are still being read: `state.decode` keeps the Docker state for the same answers,
     `expect.model.make` the expected rules, `rules.ruleline` their parsed lines. A `*-save` of
     50,000 rules prints its first byte after ~0.4 s; until then this thread has the
-    interpreter to itself. Any error is left for the analysis to meet and report."""
+    interpreter to itself. Nothing when the answers are the last ones (their rules were made
+    then; a refresh after one rule changed would only compete with the chain's read). Any
+    error is left for the analysis to meet and report."""
     raw, _ = docker.result()
     if raw is None:
         return
     try:
-        state = decode(raw.containers, raw.networks, raw.info, raw.version, raw.hints)
-        nets = {n.id: n for n in state.networks}
-        for b in state.bindings:
+        last = state.decoded
+        docker_state = state.decode(raw.containers, raw.networks, raw.info, raw.version, raw.hints)
+        if last is not None and docker_state is last[1]:
+            return
+        nets = {n.id: n for n in docker_state.networks}
+        for b in docker_state.bindings:
             if b.design in RULED:
-                layouts.for_binding(b, state.daemon, nets.get(b.network_id))
+                layouts.for_binding(b, docker_state.daemon, nets.get(b.network_id))
     except Exception:  # the same calls in assess() meet it and report it
         return
 

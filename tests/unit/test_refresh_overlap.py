@@ -113,7 +113,7 @@ def test_docker_is_decoded_and_its_expected_rules_built_while_the_rules_are_read
 
     raw, state = _saved("d28_state.json"), RefreshState()
     expected.make.cache_clear()
-    refresh._prewarm(Started.here(lambda: (raw, "")), state.decode)
+    refresh._prewarm(Started.here(lambda: (raw, "")), state)
     made = expected.make.cache_info()
     assert state.decoded is not None and made.currsize > 0
     decoded = state.decoded[1]
@@ -129,10 +129,20 @@ def test_docker_is_decoded_and_its_expected_rules_built_while_the_rules_are_read
 def test_a_docker_answer_that_cannot_be_decoded_is_left_for_the_analysis():
     raw, state = _saved("d28_state.json"), RefreshState()
     broken = type(raw)({"not": "a list"}, raw.networks, raw.info, raw.version, raw.hints)
-    refresh._prewarm(Started.here(lambda: (broken, "")), state.decode)  # no exception here
+    refresh._prewarm(Started.here(lambda: (broken, "")), state)  # no exception here
     assert state.decoded is None
     snap = refresh.assess(
         refresh.Readings(0.0, broken, "", {}, (), None, "", (), {}, 0.0, None), None,
         state.analyse, state.decode,
     )  # fmt: skip
     assert not snap.source_up("docker") and not snap.ports
+
+
+def test_the_same_answers_again_build_nothing():
+    from exporter.expect import model as expected
+
+    raw, state = _saved("d28_state.json"), RefreshState()
+    refresh._prewarm(Started.here(lambda: (raw, "")), state)
+    expected.make.cache_clear()  # were the rules built again, make would count them
+    refresh._prewarm(Started.here(lambda: (raw, "")), state)
+    assert expected.make.cache_info().misses == 0 and state.decoded is not None
